@@ -1,0 +1,8 @@
+//! fhirgate: authentication and identity for healthcare servers.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod clock;
+pub mod model;
+pub mod random;
+pub mod secret;

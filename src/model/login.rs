@@ -1,0 +1,228 @@
+//! `LoginRecord`: the stored, stage-tagged form of a login between requests.
+//!
+//! Inside a request a login is a typed `Login<S>`; between requests it is this plain record,
+//! and the only way back to a typed login is the checked resume in [`crate::login`]. The record
+//! holds no bearer secret in clear: the login handle and the authorization code are stored as
+//! SHA-256 hashes.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::{ClientId, IdentityProvider, LaunchId, LoginId, MembershipId, ProjectId, Reference, UserId};
+use crate::secret::SecretHash;
+
+/// The stage a stored login waits in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageTag {
+    /// Credentials: waiting for the callback of an external identity provider.
+    External,
+    /// Credentials: the password passed; waiting for a TOTP code.
+    SecondFactor,
+    /// Credentials: the password passed; the user must enrol TOTP before going on.
+    Enrolment,
+    /// Profile: authenticated; waiting for a membership to be chosen.
+    Profile,
+    /// Scope: membership chosen; waiting for the scope to be granted.
+    Scope,
+    /// An authorization code was issued and waits for redemption.
+    Authorized,
+    /// The code was redeemed: the login is a session that tokens point at.
+    Granted,
+}
+
+impl StageTag {
+    /// The stage's name as used in error messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            StageTag::External => "external",
+            StageTag::SecondFactor => "second_factor",
+            StageTag::Enrolment => "enrolment",
+            StageTag::Profile => "profile",
+            StageTag::Scope => "scope",
+            StageTag::Authorized => "authorized",
+            StageTag::Granted => "granted",
+        }
+    }
+}
+
+impl fmt::Display for StageTag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How the user proved who they are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    /// Email and password (argon2id), plus TOTP when enrolled.
+    Password,
+    /// An external OpenID Connect provider.
+    External,
+    /// Google sign-in.
+    Google,
+}
+
+/// Authentication method references (RFC 8176) accumulated by a login.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Amr {
+    /// Password.
+    Pwd,
+    /// One-time password (TOTP).
+    Otp,
+    /// Federated (external identity provider).
+    Fed,
+}
+
+/// A PKCE code challenge bound to a login.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PkceChallenge {
+    /// The challenge as sent by the client.
+    pub challenge: String,
+    /// The method.
+    pub method: PkceMethod,
+}
+
+/// PKCE challenge method.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PkceMethod {
+    /// `S256`: BASE64URL(SHA-256(verifier)).
+    S256,
+    /// `plain`: only for clients explicitly marked insecure.
+    #[serde(rename = "plain")]
+    Plain,
+}
+
+impl PkceMethod {
+    /// The wire name (`S256`, `plain`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PkceMethod::S256 => "S256",
+            PkceMethod::Plain => "plain",
+        }
+    }
+}
+
+/// What the client asked for when the login started; fixed for the login's life.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginParams {
+    /// The OAuth client, if any (Medplum's own app logs in without one).
+    pub client: Option<ClientId>,
+    /// The project the login is restricted to (the client's project, or one named).
+    pub project: Option<ProjectId>,
+    /// The redirect URI the code is bound to, when the request named one.
+    pub redirect_uri: Option<String>,
+    /// The requested scope, normalised.
+    pub scope: String,
+    /// OpenID Connect nonce.
+    pub nonce: Option<String>,
+    /// PKCE challenge.
+    pub code_challenge: Option<PkceChallenge>,
+    /// Only memberships whose profile has this resource type are eligible.
+    pub profile_type: Option<String>,
+    /// SMART launch context.
+    pub launch: Option<LaunchId>,
+    /// Client address, for IP rules and the session list.
+    pub remote_address: Option<IpAddr>,
+    /// User agent, for the session list.
+    pub user_agent: Option<String>,
+}
+
+/// An issued authorization code, stored as its hash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeState {
+    /// SHA-256 of the code.
+    pub hash: SecretHash,
+    /// The code is refused from this instant on.
+    #[serde(with = "time::serde::timestamp")]
+    pub expires_at: OffsetDateTime,
+    /// Set by the store's atomic consume; a second presentation is a replay.
+    pub redeemed: bool,
+}
+
+/// What a login waiting for an external identity provider remembers (server-side only).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExternalPending {
+    /// The provider the user was sent to.
+    pub provider: IdentityProvider,
+    /// The email domain whose configuration chose the provider, if any.
+    pub domain: Option<String>,
+    /// SHA-256 of the single-use `state` sent to the provider.
+    pub state_hash: SecretHash,
+    /// The nonce sent to the provider, checked against its ID token.
+    pub nonce: String,
+    /// The PKCE verifier for the provider leg; it never leaves the server.
+    pub pkce_verifier: String,
+}
+
+impl fmt::Debug for ExternalPending {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExternalPending")
+            .field("provider", &self.provider)
+            .field("domain", &self.domain)
+            .field("state_hash", &self.state_hash)
+            .field("nonce", &self.nonce)
+            .field("pkce_verifier", &"<redacted>")
+            .finish()
+    }
+}
+
+/// The stored form of a login.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginRecord {
+    /// Identifier (not secret).
+    pub id: LoginId,
+    /// SHA-256 of the login handle that continues this login.
+    pub handle_hash: SecretHash,
+    /// Optimistic-concurrency version; every stored update increments it.
+    pub version: u64,
+    /// The stage the login waits in.
+    pub stage: StageTag,
+    /// When the login was created.
+    #[serde(with = "time::serde::timestamp")]
+    pub created_at: OffsetDateTime,
+    /// The login is dead from this instant on (the stage deadline).
+    #[serde(with = "time::serde::timestamp")]
+    pub expires_at: OffsetDateTime,
+    /// What the client asked for.
+    pub params: LoginParams,
+    /// How the user authenticated.
+    pub auth_method: AuthMethod,
+    /// The authenticated user (absent only while waiting for an external provider).
+    pub user: Option<UserId>,
+    /// When the user authenticated.
+    #[serde(with = "time::serde::timestamp::option")]
+    pub auth_time: Option<OffsetDateTime>,
+    /// Authentication methods performed.
+    pub amr: Vec<Amr>,
+    /// The chosen membership.
+    pub membership: Option<MembershipId>,
+    /// The chosen membership's project.
+    pub project: Option<ProjectId>,
+    /// The chosen membership's profile (`Practitioner/123`).
+    pub profile: Option<Reference>,
+    /// Patient in context (from the launch, or the profile itself when it is a Patient).
+    pub patient: Option<Reference>,
+    /// Encounter in context.
+    pub encounter: Option<Reference>,
+    /// The granted scope.
+    pub granted_scope: Option<String>,
+    /// The issued authorization code.
+    pub code: Option<CodeState>,
+    /// State kept while waiting for an external provider.
+    pub external: Option<ExternalPending>,
+    /// Revoked logins can never be resumed, redeemed or refreshed.
+    pub revoked: bool,
+}
+
+impl LoginRecord {
+    /// Whether the login is past its deadline at `now`.
+    pub fn expired_at(&self, now: OffsetDateTime) -> bool {
+        now >= self.expires_at
+    }
+}

@@ -1,0 +1,25 @@
+//! The identity model: users, projects, memberships, clients, domain configurations, access
+//! policies, and the stored form of a login.
+
+mod access_policy;
+mod client;
+mod ids;
+mod login;
+mod project;
+mod user;
+
+pub use access_policy::{
+    AccessPolicy, Interaction, InvalidIpRule, IpAccessRule, IpAction, IpMatch, IpNotAllowed,
+    ResourcePolicy,
+};
+pub use client::{
+    ClientApplication, ClientStatus, DomainConfiguration, IdentityProvider, IdpTokenAuth,
+    PkcePolicy,
+};
+pub use ids::{
+    AccessPolicyId, ClientId, InvalidReference, LaunchId, LoginId, MembershipId, ProjectId,
+    Reference, UserId,
+};
+pub use login::*;
+pub use project::{FEATURE_GOOGLE_AUTH_REQUIRED, Project, ProjectMembership, SmartLaunch};
+pub use user::{PasswordHash, TotpSecret, TotpState, User, normalize_email};
