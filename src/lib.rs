@@ -5,4 +5,5 @@
 pub mod clock;
 pub mod model;
 pub mod random;
+pub mod scope;
 pub mod secret;
