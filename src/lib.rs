@@ -3,6 +3,7 @@
 #![warn(missing_docs)]
 
 pub mod clock;
+pub mod credential;
 pub mod model;
 pub mod random;
 pub mod scope;

@@ -1,0 +1,17 @@
+//! Credentials: password policy and argon2id hashing, and TOTP second factors.
+//!
+//! - [`password`]: [`PasswordPolicy`] (NFKC, length in code points), [`Argon2Hasher`]
+//!   (argon2id on a bounded pool of worker threads, constant-cost verification, rehash
+//!   detection, caps on stored parameters).
+//! - [`totp`]: RFC 6238 secrets, `otpauth://` URIs and code checks that return the matched
+//!   time step for the caller's replay guard.
+
+pub mod password;
+mod pool;
+pub mod totp;
+
+pub use password::{
+    Argon2Config, Argon2Hasher, HashError, Password, PasswordHasher, PasswordPolicy,
+    PasswordPolicyError, PolicyConfigError, StoredHashProblem, Verification,
+};
+pub use totp::TotpError;
