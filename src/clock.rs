@@ -39,7 +39,9 @@ impl ManualClock {
 
     /// A clock standing at the given Unix time (seconds).
     pub fn at_unix(seconds: i64) -> Self {
-        Self::new(OffsetDateTime::from_unix_timestamp(seconds).unwrap_or(OffsetDateTime::UNIX_EPOCH))
+        Self::new(
+            OffsetDateTime::from_unix_timestamp(seconds).unwrap_or(OffsetDateTime::UNIX_EPOCH),
+        )
     }
 
     /// Moves the clock to `instant`.

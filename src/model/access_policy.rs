@@ -224,17 +224,11 @@ impl IpMatch {
         match (self, address) {
             (IpMatch::Any, _) => true,
             (IpMatch::Cidr { .. }, None) => false,
-            (IpMatch::Cidr { network, prefix }, Some(addr)) => {
-                match (*network, canonical(addr)) {
-                    (IpAddr::V4(n), IpAddr::V4(a)) => {
-                        mask_v4(u32::from(a), *prefix) == u32::from(n)
-                    }
-                    (IpAddr::V6(n), IpAddr::V6(a)) => {
-                        mask_v6(u128::from(a), *prefix) == u128::from(n)
-                    }
-                    _ => false,
-                }
-            }
+            (IpMatch::Cidr { network, prefix }, Some(addr)) => match (*network, canonical(addr)) {
+                (IpAddr::V4(n), IpAddr::V4(a)) => mask_v4(u32::from(a), *prefix) == u32::from(n),
+                (IpAddr::V6(n), IpAddr::V6(a)) => mask_v6(u128::from(a), *prefix) == u128::from(n),
+                _ => false,
+            },
         }
     }
 }
@@ -377,12 +371,25 @@ mod tests {
         assert!(!all4.matches(None));
         assert!(IpMatch::Any.matches(None));
         // host bits are cleared
-        assert_eq!("10.1.2.3/8".parse::<IpMatch>().unwrap().to_string(), "10.0.0.0/8");
+        assert_eq!(
+            "10.1.2.3/8".parse::<IpMatch>().unwrap().to_string(),
+            "10.0.0.0/8"
+        );
     }
 
     #[test]
     fn malformed_rules_are_refused() {
-        for bad in ["", "10.0.0.0/33", "::/129", "10.0.0/8", "10.0.0.0/", "10.0.0.0/-1", "ten", "10.0.0.0/8/9", "10.0.0.0/+8"] {
+        for bad in [
+            "",
+            "10.0.0.0/33",
+            "::/129",
+            "10.0.0/8",
+            "10.0.0.0/",
+            "10.0.0.0/-1",
+            "ten",
+            "10.0.0.0/8/9",
+            "10.0.0.0/+8",
+        ] {
             assert!(bad.parse::<IpMatch>().is_err(), "{bad}");
         }
         assert!(serde_json::from_str::<IpMatch>("\"10.0.0.0/40\"").is_err());

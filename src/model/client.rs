@@ -228,7 +228,11 @@ mod tests {
 
     #[test]
     fn loopback_redirects_may_change_port_only() {
-        let c = client(&["http://127.0.0.1/cb", "http://localhost:9615", "http://[::1]:80/x"]);
+        let c = client(&[
+            "http://127.0.0.1/cb",
+            "http://localhost:9615",
+            "http://[::1]:80/x",
+        ]);
         assert!(c.redirect_uri_registered("http://127.0.0.1:53121/cb"));
         assert!(c.redirect_uri_registered("http://localhost:1234"));
         assert!(c.redirect_uri_registered("http://localhost:1234/"));

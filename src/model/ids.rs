@@ -192,7 +192,15 @@ mod tests {
         let r = Reference::parse("Practitioner/123").unwrap();
         assert_eq!(r.resource_type(), "Practitioner");
         assert_eq!(r.id(), "123");
-        for bad in ["", "Practitioner", "/1", "practitioner/1", "Patient/", "Patient/a b", "Patient/1/2"] {
+        for bad in [
+            "",
+            "Practitioner",
+            "/1",
+            "practitioner/1",
+            "Patient/",
+            "Patient/a b",
+            "Patient/1/2",
+        ] {
             assert_eq!(Reference::parse(bad), Err(InvalidReference), "{bad}");
         }
         let json = serde_json::to_string(&r).unwrap();

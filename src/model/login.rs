@@ -11,7 +11,9 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::{ClientId, IdentityProvider, LaunchId, LoginId, MembershipId, ProjectId, Reference, UserId};
+use super::{
+    ClientId, IdentityProvider, LaunchId, LoginId, MembershipId, ProjectId, Reference, UserId,
+};
 use crate::secret::SecretHash;
 
 /// The stage a stored login waits in.

@@ -146,7 +146,9 @@ mod tests {
     fn secrets_are_redacted() {
         let mut u = User::new(UserId::new("u1"), "  Alice@Example.ORG ");
         assert_eq!(u.email, "alice@example.org");
-        u.password_hash = Some(PasswordHash::new("$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaA"));
+        u.password_hash = Some(PasswordHash::new(
+            "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaA",
+        ));
         u.totp = TotpState::Enrolled {
             secret: TotpSecret::from_bytes(b"12345678901234567890".to_vec()),
         };
