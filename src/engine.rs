@@ -1,0 +1,244 @@
+//! `Engine`: the configuration and the injected world (stores, clock, randomness, hashing,
+//! audit) that every login step runs against.
+//!
+//! An engine is a cheap handle (`Clone` shares it); build one per process with
+//! [`Engine::builder`] and hand clones to request handlers.
+
+use std::fmt;
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+
+use crate::audit::{AuditEvent, AuditKind, AuditSink, NoAudit};
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, ConfigError};
+use crate::credential::password::{Argon2Hasher, PasswordHasher};
+use crate::random::{OsRandom, SecureRandom};
+use crate::store::{Directory, LoginStore, MemoryStore, OnceStore, StoreError};
+
+/// The login engine. See the [crate documentation](crate) for a complete flow.
+#[derive(Clone)]
+pub struct Engine {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: Config,
+    pub(crate) directory: Arc<dyn Directory>,
+    pub(crate) logins: Arc<dyn LoginStore>,
+    pub(crate) once: Arc<dyn OnceStore>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) random: Arc<dyn SecureRandom>,
+    pub(crate) hasher: Arc<dyn PasswordHasher>,
+    pub(crate) audit: Arc<dyn AuditSink>,
+}
+
+impl Engine {
+    /// Starts building an engine.
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder::default()
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The identity directory.
+    pub fn directory(&self) -> &dyn Directory {
+        self.inner.directory.as_ref()
+    }
+
+    /// The login store.
+    pub fn login_store(&self) -> &dyn LoginStore {
+        self.inner.logins.as_ref()
+    }
+
+    /// The single-use store.
+    pub fn once_store(&self) -> &dyn OnceStore {
+        self.inner.once.as_ref()
+    }
+
+    /// The current time by the engine's clock.
+    pub fn now(&self) -> OffsetDateTime {
+        self.inner.clock.now()
+    }
+
+    /// The engine's random source.
+    pub fn random(&self) -> &dyn SecureRandom {
+        self.inner.random.as_ref()
+    }
+
+    /// The password hasher.
+    pub fn password_hasher(&self) -> &dyn PasswordHasher {
+        self.inner.hasher.as_ref()
+    }
+
+    /// Applies the password policy (NFKC, length in code points) to a new password and hashes
+    /// it with the engine's hasher: what a host calls to set or seed a password.
+    pub async fn hash_new_password(
+        &self,
+        password: &str,
+    ) -> Result<crate::model::PasswordHash, crate::error::LoginError> {
+        let password = self.config().password_policy.for_new_password(password)?;
+        Ok(self.inner.hasher.hash(&password).await?)
+    }
+
+    /// Deletes expired logins, claims and counters; returns how many entries went. Call it
+    /// periodically (every few minutes) from a background task.
+    pub async fn purge_expired(&self) -> Result<u64, StoreError> {
+        let now = self.now();
+        let logins = self.inner.logins.purge_expired_logins(now).await?;
+        let once = self.inner.once.purge_expired_once(now).await?;
+        Ok(logins.saturating_add(once))
+    }
+
+    pub(crate) fn audit(&self, kind: AuditKind, context: AuditContext) {
+        self.inner.audit.record(AuditEvent {
+            at: self.now(),
+            login: context.login,
+            user: context.user,
+            client: context.client,
+            remote_address: context.remote_address,
+            kind,
+        });
+    }
+}
+
+/// Who an audit event is about.
+#[derive(Default)]
+pub(crate) struct AuditContext {
+    pub(crate) login: Option<crate::model::LoginId>,
+    pub(crate) user: Option<crate::model::UserId>,
+    pub(crate) client: Option<crate::model::ClientId>,
+    pub(crate) remote_address: Option<std::net::IpAddr>,
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds an [`Engine`]. Every part has a default: an in-memory store, the system clock, the
+/// operating system's CSPRNG, argon2id with OWASP parameters on a bounded worker pool, and no
+/// audit sink.
+#[derive(Default)]
+pub struct EngineBuilder {
+    config: Option<Config>,
+    directory: Option<Arc<dyn Directory>>,
+    logins: Option<Arc<dyn LoginStore>>,
+    once: Option<Arc<dyn OnceStore>>,
+    clock: Option<Arc<dyn Clock>>,
+    random: Option<Arc<dyn SecureRandom>>,
+    hasher: Option<Arc<dyn PasswordHasher>>,
+    audit: Option<Arc<dyn AuditSink>>,
+}
+
+impl EngineBuilder {
+    /// Uses one store for identity data, logins and single-use values.
+    pub fn store<S>(mut self, store: S) -> Self
+    where
+        S: Directory + LoginStore + OnceStore + 'static,
+    {
+        let store = Arc::new(store);
+        self.directory = Some(store.clone());
+        self.logins = Some(store.clone());
+        self.once = Some(store);
+        self
+    }
+
+    /// Uses this identity directory.
+    pub fn directory(mut self, directory: Arc<dyn Directory>) -> Self {
+        self.directory = Some(directory);
+        self
+    }
+
+    /// Uses this login store.
+    pub fn login_store(mut self, logins: Arc<dyn LoginStore>) -> Self {
+        self.logins = Some(logins);
+        self
+    }
+
+    /// Uses this single-use store.
+    pub fn once_store(mut self, once: Arc<dyn OnceStore>) -> Self {
+        self.once = Some(once);
+        self
+    }
+
+    /// Uses this configuration.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = Some(config);
+        self
+    }
+
+    /// Uses this clock.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Uses this random source.
+    pub fn random(mut self, random: Arc<dyn SecureRandom>) -> Self {
+        self.random = Some(random);
+        self
+    }
+
+    /// Uses this password hasher instead of the built-in argon2id pool.
+    pub fn password_hasher(mut self, hasher: Arc<dyn PasswordHasher>) -> Self {
+        self.hasher = Some(hasher);
+        self
+    }
+
+    /// Sends audit events here.
+    pub fn audit(mut self, audit: Arc<dyn AuditSink>) -> Self {
+        self.audit = Some(audit);
+        self
+    }
+
+    /// Validates the configuration and builds the engine. Installs the JOSE crypto provider
+    /// (see [`crate::crypto`]).
+    pub fn build(self) -> Result<Engine, ConfigError> {
+        crate::crypto::install_provider();
+        let config = self.config.unwrap_or_default();
+        config.validate()?;
+        let random: Arc<dyn SecureRandom> = self.random.unwrap_or_else(|| Arc::new(OsRandom));
+        let hasher: Arc<dyn PasswordHasher> = match self.hasher {
+            Some(hasher) => hasher,
+            None => Arc::new(
+                Argon2Hasher::new(config.argon2.clone(), random.clone())
+                    .map_err(|e| ConfigError(e.to_string()))?,
+            ),
+        };
+        let default_store = MemoryStore::new();
+        let directory = self
+            .directory
+            .unwrap_or_else(|| Arc::new(default_store.clone()));
+        let logins = self
+            .logins
+            .unwrap_or_else(|| Arc::new(default_store.clone()));
+        let once = self.once.unwrap_or_else(|| Arc::new(default_store));
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                config,
+                directory,
+                logins,
+                once,
+                clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+                random,
+                hasher,
+                audit: self.audit.unwrap_or_else(|| Arc::new(NoAudit)),
+            }),
+        })
+    }
+}
+
+impl fmt::Debug for EngineBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EngineBuilder")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}

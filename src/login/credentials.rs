@@ -1,0 +1,214 @@
+//! Credentials stage, password method: argon2id verification with one answer and one cost
+//! for every failure, throttling per account, transparent rehash, and the branch to the
+//! second factor.
+
+use super::second_factor::{EnrolmentUri, start_enrolment};
+use super::{Enrolment, Login, Profile, SecondFactor, Stage, create, new_handle, sealed};
+use crate::audit::{AuditKind, SignInFailure};
+use crate::credential::password::Verification;
+use crate::error::{CredentialError, LoginError};
+use crate::model::{
+    Amr, AuthMethod, LoginId, LoginParams, LoginRecord, ProjectMembership, StageTag, User, UserId,
+};
+use crate::secret::SecretHash;
+use crate::store::{Attempt, OnceKey};
+
+/// Credentials stage (password): the email is known and signs in with a password. Not
+/// stored: the login is stored once the password passes.
+#[derive(Debug)]
+pub struct Credentials {
+    pub(crate) params: LoginParams,
+    pub(crate) email: String,
+}
+impl sealed::Sealed for Credentials {}
+impl Stage for Credentials {}
+
+/// Where a login stands after the password passed.
+#[derive(Debug)]
+pub enum Authenticated {
+    /// The user has TOTP: a code must pass before anything else.
+    SecondFactor(Login<SecondFactor>),
+    /// The user must enrol TOTP (`mfaRequired`): show `uri` once, then confirm a code.
+    Enrolment(Login<Enrolment>, EnrolmentUri),
+    /// No second factor: choose a membership.
+    Profile(Login<Profile>),
+}
+
+impl Login<Credentials> {
+    /// The normalised email.
+    pub fn email(&self) -> &str {
+        &self.stage.email
+    }
+
+    /// Checks the password. Unknown email, wrong password, password-less account and an
+    /// account with no eligible membership all answer
+    /// [`CredentialError::InvalidCredentials`] ("Email or password is invalid") after the
+    /// same work: one argon2 verification (a dummy one when there is no hash) and the same
+    /// store lookups. Attempts are throttled per account through the store.
+    pub async fn password(self, password: &str) -> Result<Authenticated, LoginError> {
+        let Login { engine, stage } = self;
+        let Credentials { params, email } = stage;
+        let password = engine.config().password_policy.for_login(password)?;
+        let context = || super::audit_context(&params, None, None);
+
+        // Throttle before any expensive work, by account whether or not it exists.
+        let scope = params.project.as_ref().map(|p| p.as_str()).unwrap_or("");
+        let account_key = OnceKey::new(
+            "password-account",
+            &SecretHash::of(format!("{scope}\n{email}").as_bytes()).to_base64(),
+        );
+        let throttle = engine.config().throttle.clone();
+        let now = engine.now();
+        let mut keys = vec![(account_key.clone(), throttle.attempts_per_account)];
+        if let (Some(limit), Some(address)) = (throttle.attempts_per_address, params.remote_address)
+        {
+            keys.push((
+                OnceKey::new("password-address", &address.to_string()),
+                limit,
+            ));
+        }
+        for (key, limit) in &keys {
+            if let Attempt::Limited { retry_after } = engine
+                .once_store()
+                .take_attempt(key, *limit, throttle.window, now)
+                .await?
+            {
+                engine.audit(
+                    AuditKind::PasswordRejected {
+                        reason: SignInFailure::Throttled,
+                    },
+                    context(),
+                );
+                return Err(LoginError::Throttled { retry_after });
+            }
+        }
+
+        // Find the user: project-scoped first when the login names a project, then
+        // server-scoped.
+        let directory = engine.directory();
+        let mut user = match &params.project {
+            Some(project) => directory.user_by_email(&email, Some(project)).await?,
+            None => None,
+        };
+        if user.is_none() {
+            user = directory.user_by_email(&email, None).await?;
+        }
+
+        let verification = engine
+            .password_hasher()
+            .verify(
+                &password,
+                user.as_ref().and_then(|u| u.password_hash.as_ref()),
+            )
+            .await?;
+
+        // Same store work whether or not the user exists: look up memberships either way.
+        let lookup_id = match &user {
+            Some(u) => u.id.clone(),
+            None => UserId::generate(engine.random())?,
+        };
+        let memberships = directory.memberships_of(&lookup_id).await?;
+
+        let failure = match (&user, &verification) {
+            (None, _) => Some(SignInFailure::UnknownUser),
+            (Some(u), _) if u.password_hash.is_none() => Some(SignInFailure::NoPassword),
+            (Some(_), Verification::Refused(_)) => Some(SignInFailure::StoredHashRejected),
+            (Some(_), Verification::Mismatch) => Some(SignInFailure::WrongPassword),
+            (Some(u), Verification::Match { .. }) => {
+                if eligible(u, &params, &memberships).next().is_none() {
+                    Some(SignInFailure::NoEligibleMembership)
+                } else {
+                    None
+                }
+            }
+        };
+        let (Some(mut user), None) = (user, failure) else {
+            engine.audit(
+                AuditKind::PasswordRejected {
+                    reason: failure.unwrap_or(SignInFailure::WrongPassword),
+                },
+                context(),
+            );
+            return Err(CredentialError::InvalidCredentials.into());
+        };
+
+        engine.once_store().clear_attempts(&account_key).await?;
+
+        if matches!(verification, Verification::Match { needs_rehash: true })
+            && let Ok(hash) = engine.password_hasher().hash(&password).await
+        {
+            let mut upgraded = user.clone();
+            upgraded.password_hash = Some(hash);
+            // Best effort: a concurrent change of the user wins and keeps its hash.
+            if directory.update_user(&upgraded, user.version).await? {
+                upgraded.version = user.version.saturating_add(1);
+                user = upgraded;
+                engine.audit(
+                    AuditKind::PasswordRehashed,
+                    super::audit_context(&params, None, Some(&user.id)),
+                );
+            }
+        }
+
+        let now = engine.now();
+        let handle = new_handle(&engine)?;
+        let record = LoginRecord {
+            id: LoginId::generate(engine.random())?,
+            handle_hash: handle.hash(),
+            version: 0,
+            stage: StageTag::Profile,
+            created_at: now,
+            expires_at: now.saturating_add(engine.config().login_lifetime),
+            params,
+            auth_method: AuthMethod::Password,
+            user: Some(user.id.clone()),
+            auth_time: Some(now),
+            amr: vec![Amr::Pwd],
+            membership: None,
+            project: None,
+            profile: None,
+            patient: None,
+            encounter: None,
+            granted_scope: None,
+            code: None,
+            external: None,
+            revoked: false,
+        };
+        engine.audit(AuditKind::PasswordAccepted, super::record_context(&record));
+
+        if user.mfa_enrolled() {
+            let login = create::<SecondFactor>(engine, record, handle).await?;
+            Ok(Authenticated::SecondFactor(login))
+        } else if user.mfa_required {
+            let uri = start_enrolment(&engine, &user, Some(&record.id)).await?;
+            let login = create::<Enrolment>(engine, record, handle).await?;
+            Ok(Authenticated::Enrolment(login, uri))
+        } else {
+            let login = create::<Profile>(engine, record, handle).await?;
+            Ok(Authenticated::Profile(login))
+        }
+    }
+}
+
+/// The memberships a login may act as: active ones, within the login's project when it names
+/// one, within the user's own project for a project-scoped user, and of the requested
+/// profile type when one was asked for.
+pub(crate) fn eligible<'a>(
+    user: &'a User,
+    params: &'a LoginParams,
+    memberships: &'a [ProjectMembership],
+) -> impl Iterator<Item = &'a ProjectMembership> + 'a {
+    memberships
+        .iter()
+        .filter(move |m| m.active && m.user == user.id && membership_fits(user, params, m))
+}
+
+/// Every eligibility rule except `active` (which has its own refusal text).
+pub(crate) fn membership_fits(user: &User, params: &LoginParams, m: &ProjectMembership) -> bool {
+    params.project.as_ref().is_none_or(|p| *p == m.project)
+        && user.project.as_ref().is_none_or(|p| *p == m.project)
+        && params
+            .profile_type
+            .as_ref()
+            .is_none_or(|t| m.profile.resource_type() == t)
+}

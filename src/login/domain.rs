@@ -1,0 +1,405 @@
+//! Domain stage: check the request, then decide how this person authenticates — with a
+//! password, or at an external identity provider chosen by the client's configuration or by
+//! the email's domain.
+
+use std::net::IpAddr;
+
+use url::Url;
+
+use super::{Credentials, External, Login, Stage, create, new_handle, sealed};
+use crate::audit::AuditKind;
+use crate::engine::Engine;
+use crate::error::{LoginError, RequestError, ServerError};
+use crate::model::{
+    AuthMethod, ClientApplication, ClientStatus, ExternalPending, IdentityProvider, LaunchId,
+    LoginId, LoginParams, LoginRecord, PkceChallenge, PkceMethod, PkcePolicy, ProjectId, StageTag,
+    normalize_email,
+};
+use crate::pkce;
+use crate::scope::ScopeSet;
+use crate::secret::BearerSecret;
+
+/// Longest accepted redirect URI.
+const MAX_URI: usize = 2048;
+/// Longest accepted nonce, scope, user agent, id or other short text.
+const MAX_TEXT: usize = 512;
+/// Longest accepted scope string.
+const MAX_SCOPE: usize = 4096;
+
+/// What a client sends to start a login (the fields of Medplum's `/auth/login`, `/auth/method`
+/// and the authorization request). Empty strings count as absent, as Medplum's clients send
+/// `clientId: ""` when they have none.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoginRequest {
+    /// OAuth client id.
+    pub client_id: Option<String>,
+    /// Project to restrict the login to.
+    pub project_id: Option<String>,
+    /// Redirect URI the code will be delivered to (must be registered for the client).
+    pub redirect_uri: Option<String>,
+    /// Requested scope (default: the client's default scope, else `openid`).
+    pub scope: Option<String>,
+    /// OpenID Connect nonce.
+    pub nonce: Option<String>,
+    /// PKCE challenge.
+    pub code_challenge: Option<String>,
+    /// PKCE method: `S256` (or `plain` for clients marked insecure).
+    pub code_challenge_method: Option<String>,
+    /// Only memberships whose profile is of this resource type (`Patient`, `Practitioner`).
+    pub resource_type: Option<String>,
+    /// SMART launch context id.
+    pub launch: Option<String>,
+    /// Client address (from the transport, after the trusted-proxy rule).
+    pub remote_address: Option<IpAddr>,
+    /// User agent.
+    pub user_agent: Option<String>,
+    /// The browser's `Origin` header, if any.
+    pub origin: Option<String>,
+}
+
+/// Domain stage: the request is checked; no secret has been presented yet. Not stored.
+#[derive(Debug)]
+pub struct Domain {
+    params: LoginParams,
+    client: Option<ClientApplication>,
+}
+impl sealed::Sealed for Domain {}
+impl Stage for Domain {}
+
+/// How the person behind an email authenticates.
+// Returned once per login and matched at once: boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Method {
+    /// With a password: continue with [`Login::password`].
+    Password(Login<Credentials>),
+    /// At an external identity provider: send the browser to `authorize_url`.
+    External(ExternalRedirect),
+}
+
+/// A login sent to an external identity provider.
+#[derive(Debug)]
+pub struct ExternalRedirect {
+    /// The stored login waiting for the provider's callback.
+    pub login: Login<External>,
+    /// Where to send the browser: the provider's authorization endpoint with `state`, `nonce`
+    /// and a PKCE S256 challenge whose verifier stays on the server.
+    pub authorize_url: Url,
+    /// The email domain whose configuration chose the provider (`None` when the client's
+    /// configuration did).
+    pub domain: Option<String>,
+}
+
+fn text(
+    value: Option<String>,
+    field: &'static str,
+    max: usize,
+) -> Result<Option<String>, LoginError> {
+    match value {
+        Some(v) if v.is_empty() => Ok(None),
+        Some(v) if v.chars().count() > max => Err(RequestError::TooLong { field, max }.into()),
+        other => Ok(other),
+    }
+}
+
+fn is_resource_type(text: &str) -> bool {
+    text.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+        && text.chars().all(|c| c.is_ascii_alphabetic())
+}
+
+impl Engine {
+    /// Starts a login: checks the client, project, redirect URI, PKCE, scope and launch
+    /// context, in that order. Nothing is stored yet.
+    pub async fn start(&self, request: LoginRequest) -> Result<Login<Domain>, LoginError> {
+        let client_id = text(request.client_id, "clientId", MAX_TEXT)?;
+        let project_id = text(request.project_id, "projectId", MAX_TEXT)?;
+        let redirect_uri = text(request.redirect_uri, "redirectUri", MAX_URI)?;
+        let scope = text(request.scope, "scope", MAX_SCOPE)?;
+        let nonce = text(request.nonce, "nonce", MAX_TEXT)?;
+        let challenge = text(request.code_challenge, "codeChallenge", MAX_TEXT)?;
+        let method = text(
+            request.code_challenge_method,
+            "codeChallengeMethod",
+            MAX_TEXT,
+        )?;
+        let resource_type = text(request.resource_type, "resourceType", MAX_TEXT)?;
+        let launch = text(request.launch, "launch", MAX_TEXT)?;
+        let origin = text(request.origin, "origin", MAX_URI)?;
+        let user_agent = request
+            .user_agent
+            .filter(|ua| !ua.is_empty())
+            .map(|ua| ua.chars().take(MAX_TEXT).collect::<String>());
+
+        // Client, then project.
+        let client = match &client_id {
+            Some(id) => {
+                let client = self
+                    .directory()
+                    .client(&id.as_str().into())
+                    .await?
+                    .ok_or(RequestError::UnknownClient)?;
+                if client.status != ClientStatus::Active {
+                    return Err(RequestError::ClientInactive.into());
+                }
+                if let Some(origin) = &origin
+                    && !client.origin_allowed(origin)
+                {
+                    return Err(RequestError::InvalidOrigin.into());
+                }
+                Some(client)
+            }
+            None => None,
+        };
+        let project = match (&client, project_id) {
+            (Some(client), Some(named)) if named != client.project.as_str() => {
+                return Err(RequestError::InvalidProject.into());
+            }
+            (Some(client), _) => Some(client.project.clone()),
+            (None, Some(named)) => {
+                let id = ProjectId::new(named);
+                if self.directory().project(&id).await?.is_none() {
+                    return Err(RequestError::InvalidProject.into());
+                }
+                Some(id)
+            }
+            (None, None) => None,
+        };
+
+        // Redirect URI: exactly registered for the client.
+        if let Some(uri) = &redirect_uri {
+            let registered = client
+                .as_ref()
+                .is_some_and(|c| c.redirect_uri_registered(uri));
+            if !registered {
+                return Err(RequestError::InvalidRedirectUri.into());
+            }
+        }
+
+        // PKCE.
+        let policy = client.as_ref().map(|c| c.pkce).unwrap_or_default();
+        let code_challenge = check_pkce(policy, challenge, method)?;
+
+        // Scope.
+        let scope_text = scope
+            .or_else(|| client.as_ref().and_then(|c| c.default_scope.clone()))
+            .unwrap_or_else(|| "openid".to_owned());
+        let requested = ScopeSet::parse(&scope_text)?;
+
+        // Profile type and launch context.
+        if let Some(rt) = &resource_type
+            && !is_resource_type(rt)
+        {
+            return Err(RequestError::InvalidResourceType.into());
+        }
+        let launch = match launch {
+            Some(id) => {
+                let id = LaunchId::new(id);
+                if self.directory().launch(&id).await?.is_none() {
+                    return Err(RequestError::LaunchNotFound.into());
+                }
+                Some(id)
+            }
+            None => None,
+        };
+
+        Ok(Login {
+            engine: self.clone(),
+            stage: Domain {
+                params: LoginParams {
+                    client: client.as_ref().map(|c| c.id.clone()),
+                    project,
+                    redirect_uri,
+                    scope: requested.to_string(),
+                    nonce,
+                    code_challenge,
+                    profile_type: resource_type,
+                    launch,
+                    remote_address: request.remote_address,
+                    user_agent,
+                },
+                client,
+            },
+        })
+    }
+}
+
+fn check_pkce(
+    policy: PkcePolicy,
+    challenge: Option<String>,
+    method: Option<String>,
+) -> Result<Option<PkceChallenge>, LoginError> {
+    match (challenge, method) {
+        (None, None) => {
+            if policy == PkcePolicy::Optional {
+                Ok(None)
+            } else {
+                Err(RequestError::MissingCodeChallenge.into())
+            }
+        }
+        (None, Some(_)) => Err(RequestError::InvalidCodeChallenge.into()),
+        // RFC 7636 would default a missing method to `plain`; we refuse instead.
+        (Some(_), None) => Err(RequestError::InvalidCodeChallengeMethod.into()),
+        (Some(challenge), Some(method)) => match method.as_str() {
+            "S256" => {
+                if pkce::is_valid_s256_challenge(&challenge) {
+                    Ok(Some(PkceChallenge {
+                        challenge,
+                        method: PkceMethod::S256,
+                    }))
+                } else {
+                    Err(RequestError::InvalidCodeChallenge.into())
+                }
+            }
+            "plain" => {
+                if policy != PkcePolicy::InsecureAllowPlain {
+                    Err(RequestError::PlainPkceRefused.into())
+                } else if pkce::is_valid_verifier(&challenge) {
+                    Ok(Some(PkceChallenge {
+                        challenge,
+                        method: PkceMethod::Plain,
+                    }))
+                } else {
+                    Err(RequestError::InvalidCodeChallenge.into())
+                }
+            }
+            _ => Err(RequestError::InvalidCodeChallengeMethod.into()),
+        },
+    }
+}
+
+/// Checks and normalises an email address: one `@`, a non-empty local part of at most 64
+/// characters, a domain with a dot, no whitespace or control characters, at most 254 in all.
+pub(crate) fn parse_email(email: &str) -> Option<String> {
+    let email = normalize_email(email);
+    if email.chars().count() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return None;
+    }
+    let (local, domain) = email.split_once('@')?;
+    let domain_ok = !domain.is_empty()
+        && !domain.contains('@')
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains("..");
+    if local.is_empty() || local.chars().count() > 64 || !domain_ok {
+        return None;
+    }
+    Some(email)
+}
+
+impl Login<Domain> {
+    /// What the client asked for.
+    pub fn params(&self) -> &LoginParams {
+        &self.stage.params
+    }
+
+    /// The client the login runs through, if any.
+    pub fn client(&self) -> Option<&ClientApplication> {
+        self.stage.client.as_ref()
+    }
+
+    /// Decides how `email` authenticates: the client's identity provider if it has one, else
+    /// the provider configured for the email's domain (case-insensitive), else a password.
+    pub async fn method(self, email: &str) -> Result<Method, LoginError> {
+        let email = parse_email(email).ok_or(RequestError::InvalidEmail)?;
+        let Login { engine, stage } = self;
+        if let Some(provider) = stage
+            .client
+            .as_ref()
+            .and_then(|c| c.identity_provider.clone())
+        {
+            return external(engine, stage.params, provider, None, &email).await;
+        }
+        let domain = email.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
+        if let Some(config) = engine.directory().domain(domain).await?
+            && let Some(provider) = config.identity_provider
+        {
+            return external(engine, stage.params, provider, Some(config.domain), &email).await;
+        }
+        Ok(Method::Password(Login {
+            engine,
+            stage: Credentials {
+                params: stage.params,
+                email,
+            },
+        }))
+    }
+}
+
+async fn external(
+    engine: Engine,
+    params: LoginParams,
+    provider: IdentityProvider,
+    domain: Option<String>,
+    email: &str,
+) -> Result<Method, LoginError> {
+    let callback = engine
+        .config()
+        .external_callback_url
+        .clone()
+        .ok_or_else(|| {
+            ServerError::Config(
+                "an external identity provider is configured but external_callback_url is not"
+                    .to_owned(),
+            )
+        })?;
+    let random = engine.random();
+    let state = BearerSecret::generate(random)?;
+    let nonce = BearerSecret::generate(random)?;
+    let verifier = BearerSecret::generate(random)?;
+    let mut authorize_url = provider.authorize_url.clone();
+    authorize_url
+        .query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", &provider.client_id)
+        .append_pair("redirect_uri", callback.as_str())
+        .append_pair("scope", &provider.scope)
+        .append_pair("state", state.expose())
+        .append_pair("nonce", nonce.expose())
+        .append_pair("code_challenge", &pkce::s256_challenge(verifier.expose()))
+        .append_pair("code_challenge_method", "S256")
+        .append_pair("login_hint", email);
+    let now = engine.now();
+    let handle = new_handle(&engine)?;
+    let record = LoginRecord {
+        id: LoginId::generate(random)?,
+        handle_hash: handle.hash(),
+        version: 0,
+        stage: StageTag::External,
+        created_at: now,
+        expires_at: now.saturating_add(engine.config().login_lifetime),
+        params,
+        auth_method: AuthMethod::External,
+        user: None,
+        auth_time: None,
+        amr: Vec::new(),
+        membership: None,
+        project: None,
+        profile: None,
+        patient: None,
+        encounter: None,
+        granted_scope: None,
+        code: None,
+        external: Some(ExternalPending {
+            provider: provider.clone(),
+            domain: domain.clone(),
+            state_hash: state.hash(),
+            nonce: nonce.expose().to_owned(),
+            pkce_verifier: verifier.expose().to_owned(),
+        }),
+        revoked: false,
+    };
+    let host = provider
+        .authorize_url
+        .host_str()
+        .unwrap_or_default()
+        .to_owned();
+    let context = super::record_context(&record);
+    let login = create::<External>(engine.clone(), record, handle).await?;
+    engine.audit(AuditKind::ExternalRedirect { provider: host }, context);
+    Ok(Method::External(ExternalRedirect {
+        login,
+        authorize_url,
+        domain,
+    }))
+}

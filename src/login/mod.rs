@@ -1,0 +1,331 @@
+//! The login state machine: Domain → Credentials (password, then TOTP) → Profile → Scope →
+//! authorization code.
+//!
+//! Inside a request a login is a [`Login<S>`] whose stage `S` decides which methods exist:
+//! there is no way to ask a `Login<SecondFactor>` for a profile or a `Login<Profile>` for a code,
+//! and every transition consumes the login it starts from. Between requests a login is a plain
+//! [`LoginRecord`] in the [`LoginStore`](crate::store::LoginStore), found by the hash of its
+//! opaque [`LoginHandle`], and the only way back to a typed login is [`Engine::resume`], which
+//! checks the record's stage tag, deadline and revocation.
+//!
+//! Stages and what they hold:
+//!
+//! | stage | stored? | next |
+//! |---|---|---|
+//! | [`Domain`] | no | [`Credentials`] (password) or [`External`] (identity provider) |
+//! | [`Credentials`] | no | [`SecondFactor`], [`Enrolment`] or [`Profile`] |
+//! | [`External`] | yes | the provider's callback (a later step) |
+//! | [`SecondFactor`] / [`Enrolment`] | yes | [`Profile`] once a TOTP code passes |
+//! | [`Profile`] | yes | [`Scope`] once a membership is chosen |
+//! | [`Scope`] | yes | [`Authorized`] with an [`AuthorizationCode`] |
+//! | [`Authorized`] | yes | the token endpoint consumes the code |
+//!
+//! Every stored transition is a compare-and-swap on the record's version, so two requests
+//! racing on one login cannot both move it.
+
+mod credentials;
+mod domain;
+mod profile;
+mod scope;
+mod second_factor;
+
+use std::fmt;
+
+use time::OffsetDateTime;
+
+use crate::engine::{AuditContext, Engine};
+use crate::error::{LoginError, RequestError};
+use crate::model::{LoginId, LoginParams, LoginRecord, StageTag, UserId};
+use crate::secret::{BearerSecret, SecretHash};
+
+pub use credentials::{Authenticated, Credentials};
+pub use domain::{Domain, ExternalRedirect, LoginRequest, Method};
+pub use profile::ProfileChoice;
+pub use second_factor::EnrolmentUri;
+
+/// The opaque secret that continues a login from one request to the next (Medplum's `login`
+/// field). 256 bits from the CSPRNG; only its SHA-256 is stored. `Debug` is redacted.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LoginHandle(BearerSecret);
+
+impl LoginHandle {
+    /// The handle text, to send to the client.
+    pub fn expose(&self) -> &str {
+        self.0.expose()
+    }
+
+    pub(crate) fn hash(&self) -> SecretHash {
+        self.0.hash()
+    }
+}
+
+impl fmt::Debug for LoginHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LoginHandle(<redacted>)")
+    }
+}
+
+/// A freshly issued authorization code: shown once, stored only as a hash, single-use, and
+/// bound to the login's client, redirect URI, PKCE challenge and nonce.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AuthorizationCode {
+    code: BearerSecret,
+    expires_at: OffsetDateTime,
+}
+
+impl AuthorizationCode {
+    /// The code text, to send to the client.
+    pub fn expose(&self) -> &str {
+        self.code.expose()
+    }
+
+    /// When the code stops being redeemable.
+    pub fn expires_at(&self) -> OffsetDateTime {
+        self.expires_at
+    }
+
+    /// The hash under which the store keeps the code.
+    pub fn hash(&self) -> SecretHash {
+        self.code.hash()
+    }
+}
+
+impl fmt::Debug for AuthorizationCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthorizationCode")
+            .field("code", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// A login stage. Sealed: only this crate's stage types implement it.
+pub trait Stage: sealed::Sealed + Send + Sync {}
+
+/// A stage a login can wait in between requests, and be resumed in.
+pub trait Resumable: Stage + Sized {
+    /// The record tag of this stage.
+    const TAG: StageTag;
+    #[doc(hidden)]
+    fn from_stored(stored: Stored) -> Self;
+}
+
+/// A stored login and the handle that continues it.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Stored {
+    pub(crate) record: LoginRecord,
+    pub(crate) handle: LoginHandle,
+}
+
+macro_rules! stored_stage {
+    ($(#[$doc:meta])* $name:ident, $tag:expr) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub struct $name {
+            pub(crate) stored: Stored,
+        }
+        impl sealed::Sealed for $name {}
+        impl Stage for $name {}
+        impl Resumable for $name {
+            const TAG: StageTag = $tag;
+            fn from_stored(stored: Stored) -> Self {
+                Self { stored }
+            }
+        }
+        impl Login<$name> {
+            /// The handle that continues this login (Medplum's `login`).
+            pub fn handle(&self) -> &LoginHandle {
+                &self.stage.stored.handle
+            }
+
+            /// The stored record.
+            pub fn record(&self) -> &LoginRecord {
+                &self.stage.stored.record
+            }
+
+            /// The login's id (not secret).
+            pub fn id(&self) -> &LoginId {
+                &self.stage.stored.record.id
+            }
+        }
+    };
+}
+
+stored_stage!(
+    /// Credentials: waiting for the callback of an external identity provider.
+    External,
+    StageTag::External
+);
+stored_stage!(
+    /// Credentials: the password passed; a TOTP code must pass before anything else.
+    SecondFactor,
+    StageTag::SecondFactor
+);
+stored_stage!(
+    /// Credentials: the password passed; the user must enrol TOTP (`mfaRequired`).
+    Enrolment,
+    StageTag::Enrolment
+);
+stored_stage!(
+    /// Profile: authenticated; a membership must be chosen.
+    Profile,
+    StageTag::Profile
+);
+stored_stage!(
+    /// Scope: membership chosen; the scope is to be granted.
+    Scope,
+    StageTag::Scope
+);
+stored_stage!(
+    /// An authorization code was issued and waits for the token endpoint.
+    Authorized,
+    StageTag::Authorized
+);
+
+/// A login in stage `S`. Transitions consume it; see the [module documentation](self).
+#[derive(Debug)]
+pub struct Login<S: Stage> {
+    pub(crate) engine: Engine,
+    pub(crate) stage: S,
+}
+
+impl<S: Stage> Login<S> {
+    /// The engine this login runs on.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+/// Reads a presented handle; anything that cannot be a handle is simply unknown.
+fn presented_handle(handle: &str) -> Result<LoginHandle, LoginError> {
+    if handle.is_empty() || handle.len() > 128 {
+        return Err(RequestError::UnknownLogin.into());
+    }
+    Ok(LoginHandle(BearerSecret::from_presented(handle)))
+}
+
+impl Engine {
+    /// Resumes a stored login in stage `S` from the handle a client presented. Refuses an
+    /// unknown handle ("Login not found"), a revoked or expired login, and a login waiting in
+    /// another stage — so a step can only be taken in the stage it belongs to.
+    pub async fn resume<S: Resumable>(&self, handle: &str) -> Result<Login<S>, LoginError> {
+        let handle = presented_handle(handle)?;
+        let record = self
+            .inner
+            .logins
+            .login_by_handle(&handle.hash())
+            .await?
+            .ok_or(RequestError::UnknownLogin)?;
+        if !record.handle_hash.ct_eq(&handle.hash()) {
+            return Err(RequestError::UnknownLogin.into());
+        }
+        if record.revoked {
+            return Err(RequestError::LoginRevoked.into());
+        }
+        if record.expired_at(self.now()) {
+            return Err(RequestError::LoginExpired.into());
+        }
+        if record.stage != S::TAG {
+            return Err(RequestError::WrongStage {
+                expected: S::TAG,
+                found: record.stage,
+            }
+            .into());
+        }
+        Ok(Login {
+            engine: self.clone(),
+            stage: S::from_stored(Stored { record, handle }),
+        })
+    }
+
+    /// The stage a stored login waits in, without resuming it (for status endpoints). The
+    /// same checks as [`Engine::resume`] apply, except the stage.
+    pub async fn login_stage(&self, handle: &str) -> Result<StageTag, LoginError> {
+        let handle = presented_handle(handle)?;
+        let record = self
+            .inner
+            .logins
+            .login_by_handle(&handle.hash())
+            .await?
+            .ok_or(RequestError::UnknownLogin)?;
+        if record.revoked {
+            return Err(RequestError::LoginRevoked.into());
+        }
+        if record.expired_at(self.now()) {
+            return Err(RequestError::LoginExpired.into());
+        }
+        Ok(record.stage)
+    }
+}
+
+impl Stored {
+    /// Refuses a login whose deadline passed while a request held it.
+    pub(crate) fn check_live(&self, engine: &Engine) -> Result<(), LoginError> {
+        if self.record.expired_at(engine.now()) {
+            return Err(RequestError::LoginExpired.into());
+        }
+        Ok(())
+    }
+}
+
+/// Moves a stored login to its next stage with a compare-and-swap on its version.
+pub(crate) async fn advance<T: Resumable>(
+    engine: Engine,
+    stored: Stored,
+    change: impl FnOnce(&mut LoginRecord),
+) -> Result<Login<T>, LoginError> {
+    stored.check_live(&engine)?;
+    let Stored { mut record, handle } = stored;
+    let expected = record.version;
+    change(&mut record);
+    record.stage = T::TAG;
+    record.version = expected.saturating_add(1);
+    if !engine.inner.logins.update_login(&record, expected).await? {
+        return Err(RequestError::Conflict.into());
+    }
+    Ok(Login {
+        engine,
+        stage: T::from_stored(Stored { record, handle }),
+    })
+}
+
+/// Creates the stored record of a login that has just passed its first stored stage.
+pub(crate) async fn create<T: Resumable>(
+    engine: Engine,
+    mut record: LoginRecord,
+    handle: LoginHandle,
+) -> Result<Login<T>, LoginError> {
+    record.stage = T::TAG;
+    record.version = 0;
+    engine.inner.logins.create_login(&record).await?;
+    Ok(Login {
+        engine,
+        stage: T::from_stored(Stored { record, handle }),
+    })
+}
+
+pub(crate) fn new_handle(engine: &Engine) -> Result<LoginHandle, LoginError> {
+    Ok(LoginHandle(BearerSecret::generate(engine.random())?))
+}
+
+pub(crate) fn audit_context(
+    params: &LoginParams,
+    login: Option<&LoginId>,
+    user: Option<&UserId>,
+) -> AuditContext {
+    AuditContext {
+        login: login.cloned(),
+        user: user.cloned(),
+        client: params.client.clone(),
+        remote_address: params.remote_address,
+    }
+}
+
+pub(crate) fn record_context(record: &LoginRecord) -> AuditContext {
+    audit_context(&record.params, Some(&record.id), record.user.as_ref())
+}

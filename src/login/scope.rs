@@ -1,0 +1,128 @@
+//! Scope stage: the granted scope is the requested scope (or the user's narrower consent),
+//! intersected with what the client may be granted, narrowed by the membership's access
+//! policy. Then the authorization code.
+
+use super::profile::access_policy;
+use super::{AuthorizationCode, Authorized, Login, Scope, Stored, advance};
+use crate::audit::AuditKind;
+use crate::engine::Engine;
+use crate::error::{LoginError, PolicyError, RequestError};
+use crate::model::{CodeState, LoginRecord};
+use crate::scope::{ScopeSet, effective_policy};
+use crate::secret::BearerSecret;
+
+impl Login<Scope> {
+    /// The scope the client requested.
+    pub fn requested_scope(&self) -> &str {
+        &self.stage.stored.record.params.scope
+    }
+
+    /// Grants the scope and issues the authorization code. `consent`, when given, is the
+    /// user's narrowing of the request (Medplum's `/auth/scope`); it must lie within the
+    /// requested scope. The grant is always within the request, the client's allowed scopes
+    /// and the access policy; a granted `patient/` scope needs a patient in context.
+    pub async fn grant(
+        self,
+        consent: Option<&str>,
+    ) -> Result<(Login<Authorized>, AuthorizationCode), LoginError> {
+        let Login { engine, stage } = self;
+        issue(engine, stage.stored, consent).await
+    }
+}
+
+impl Login<Authorized> {
+    /// The granted scope.
+    pub fn granted_scope(&self) -> &str {
+        self.stage
+            .stored
+            .record
+            .granted_scope
+            .as_deref()
+            .unwrap_or_default()
+    }
+
+    /// Narrows the grant further before the code is redeemed (Medplum's `/auth/scope` on a
+    /// login that already has a code). The previous code stops working; a new one is issued.
+    /// The scope can only shrink.
+    pub async fn narrow(
+        self,
+        scope: &str,
+    ) -> Result<(Login<Authorized>, AuthorizationCode), LoginError> {
+        let Login { engine, stage } = self;
+        let granted = ScopeSet::parse(stage.stored.record.granted_scope.as_deref().unwrap_or(""))?;
+        let asked = ScopeSet::parse(scope)?;
+        if !granted.covers(&asked) {
+            return Err(RequestError::ScopeNotRequested(asked.to_string()).into());
+        }
+        issue(engine, stage.stored, Some(scope)).await
+    }
+}
+
+async fn issue(
+    engine: Engine,
+    stored: Stored,
+    consent: Option<&str>,
+) -> Result<(Login<Authorized>, AuthorizationCode), LoginError> {
+    stored.check_live(&engine)?;
+    let granted = granted_scope(&engine, &stored.record, consent).await?;
+    let code = BearerSecret::generate(engine.random())?;
+    let expires_at = engine.now().saturating_add(engine.config().code_lifetime);
+    let scope_text = granted.to_string();
+    let context = super::record_context(&stored.record);
+    let code_state = CodeState {
+        hash: code.hash(),
+        expires_at,
+        redeemed: false,
+    };
+    let text = scope_text.clone();
+    let login = advance::<Authorized>(engine.clone(), stored, move |r| {
+        r.granted_scope = Some(text);
+        r.code = Some(code_state);
+        r.expires_at = expires_at;
+    })
+    .await?;
+    engine.audit(AuditKind::CodeIssued { scope: scope_text }, context);
+    Ok((login, AuthorizationCode { code, expires_at }))
+}
+
+async fn granted_scope(
+    engine: &Engine,
+    record: &LoginRecord,
+    consent: Option<&str>,
+) -> Result<ScopeSet, LoginError> {
+    let requested = ScopeSet::parse(&record.params.scope)?;
+    let mut base = requested.clone();
+    if let Some(consent) = consent {
+        let asked = ScopeSet::parse(consent)?;
+        if !requested.covers(&asked) {
+            return Err(RequestError::ScopeNotRequested(asked.to_string()).into());
+        }
+        base = asked;
+    }
+    let directory = engine.directory();
+    if let Some(client_id) = &record.params.client {
+        let client = directory
+            .client(client_id)
+            .await?
+            .ok_or(RequestError::UnknownClient)?;
+        let allowed =
+            ScopeSet::parse(&client.allowed_scopes).map_err(|_| PolicyError::InvalidClientScope)?;
+        base = base.intersect(&allowed);
+    }
+    let membership_id = record
+        .membership
+        .as_ref()
+        .ok_or(RequestError::UnknownLogin)?;
+    let membership = directory
+        .membership(membership_id)
+        .await?
+        .ok_or(RequestError::ProfileNotFound)?;
+    if !membership.active {
+        return Err(PolicyError::ProfileNotActive.into());
+    }
+    let policy = access_policy(engine, &membership).await?;
+    let granted = base.narrow_to_policy(&policy);
+    effective_policy(&policy, &granted, record.patient.as_ref())
+        .map_err(|_| PolicyError::MissingPatientContext)?;
+    Ok(granted)
+}
