@@ -1,0 +1,324 @@
+//! Shared fixture: an engine on a manual clock, an in-memory store, an audit log, and a few
+//! seeded accounts.
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use fhirgate::audit::MemoryAudit;
+use fhirgate::clock::ManualClock;
+use fhirgate::credential::password::{
+    Argon2Config, Argon2Hasher, HashError, Password, PasswordHasher, Verification,
+};
+use fhirgate::credential::totp;
+use fhirgate::login::{Authenticated, Method};
+use fhirgate::model::*;
+use fhirgate::random::OsRandom;
+use fhirgate::store::Directory;
+use fhirgate::{Config, Engine, Login, LoginRequest, MemoryStore};
+
+pub const PASSWORD: &str = "correct horse battery staple";
+pub const REDIRECT: &str = "https://app.example.org/callback";
+pub const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+pub const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+/// 2026-11-28T10:00:00Z
+pub const START: i64 = 1_795_860_000;
+pub const TOTP_SECRET: &[u8] = b"12345678901234567890";
+
+/// Counts verifications and hashes, delegating to argon2id.
+pub struct CountingHasher {
+    pub inner: Argon2Hasher,
+    pub verifies: AtomicUsize,
+    pub hashes: AtomicUsize,
+}
+
+#[async_trait]
+impl PasswordHasher for CountingHasher {
+    async fn verify(
+        &self,
+        password: &Password,
+        stored: Option<&PasswordHash>,
+    ) -> Result<Verification, HashError> {
+        self.verifies.fetch_add(1, Ordering::SeqCst);
+        self.inner.verify(password, stored).await
+    }
+    async fn hash(&self, password: &Password) -> Result<PasswordHash, HashError> {
+        self.hashes.fetch_add(1, Ordering::SeqCst);
+        self.inner.hash(password).await
+    }
+}
+
+pub struct Fixture {
+    pub engine: Engine,
+    pub store: MemoryStore,
+    pub clock: Arc<ManualClock>,
+    pub audit: Arc<MemoryAudit>,
+    pub hasher: Arc<CountingHasher>,
+}
+
+/// Cheap argon2 parameters so the suite runs fast; the production defaults are exercised by
+/// the credential unit tests and the bench.
+pub fn test_argon2() -> Argon2Config {
+    Argon2Config {
+        m_kib: 256,
+        t: 1,
+        p: 1,
+        ..Argon2Config::default()
+    }
+}
+
+pub fn config() -> Config {
+    Config {
+        argon2: test_argon2(),
+        external_callback_url: Some("https://auth.example.org/auth/external".parse().unwrap()),
+        ..Config::default()
+    }
+}
+
+impl Fixture {
+    pub async fn new() -> Self {
+        Self::with_config(config()).await
+    }
+
+    pub async fn with_config(config: Config) -> Self {
+        let store = MemoryStore::new();
+        let clock = Arc::new(ManualClock::at_unix(START));
+        let audit = Arc::new(MemoryAudit::new());
+        let hasher = Arc::new(CountingHasher {
+            inner: Argon2Hasher::new(config.argon2.clone(), Arc::new(OsRandom)).unwrap(),
+            verifies: AtomicUsize::new(0),
+            hashes: AtomicUsize::new(0),
+        });
+        let engine = Engine::builder()
+            .store(store.clone())
+            .config(config)
+            .clock(clock.clone())
+            .audit(audit.clone())
+            .password_hasher(hasher.clone())
+            .build()
+            .unwrap();
+        let fixture = Self {
+            engine,
+            store,
+            clock,
+            audit,
+            hasher,
+        };
+        fixture.seed().await;
+        fixture
+    }
+
+    async fn seed(&self) {
+        let s = &self.store;
+        for (id, name) in [("p1", "Clinic"), ("p2", "Lab")] {
+            s.put_project(&Project::new(ProjectId::new(id), name))
+                .await
+                .unwrap();
+        }
+        let mut client = ClientApplication::new(ClientId::new("app"), ProjectId::new("p1"));
+        client.allowed_scopes =
+            "openid fhirUser profile email offline_access launch/patient patient/*.rs user/*.cruds"
+                .into();
+        client.redirect_uris = vec![REDIRECT.into(), "http://127.0.0.1/cb".into()];
+        s.put_client(&client).await.unwrap();
+        let mut lab = ClientApplication::new(ClientId::new("lab-app"), ProjectId::new("p2"));
+        lab.allowed_scopes = "openid user/*.rs".into();
+        lab.redirect_uris = vec![REDIRECT.into()];
+        s.put_client(&lab).await.unwrap();
+
+        // alice: password, one membership in p1.
+        self.user(
+            "alice",
+            "alice@example.org",
+            None,
+            true,
+            TotpState::None,
+            false,
+        )
+        .await;
+        self.membership("m-alice", "p1", "alice", "Practitioner/alice")
+            .await;
+        // bob: password + TOTP, memberships in p1 and p2.
+        self.user(
+            "bob",
+            "bob@example.org",
+            None,
+            true,
+            TotpState::Enrolled {
+                secret: TotpSecret::from_bytes(TOTP_SECRET.to_vec()),
+            },
+            false,
+        )
+        .await;
+        self.membership("m-bob-1", "p1", "bob", "Practitioner/bob")
+            .await;
+        self.membership("m-bob-2", "p2", "bob", "Practitioner/bob2")
+            .await;
+        // carol: must enrol TOTP at login.
+        self.user(
+            "carol",
+            "carol@example.org",
+            None,
+            true,
+            TotpState::None,
+            true,
+        )
+        .await;
+        self.membership("m-carol", "p1", "carol", "Practitioner/carol")
+            .await;
+        // dave: no password (external only).
+        self.user(
+            "dave",
+            "dave@example.org",
+            None,
+            false,
+            TotpState::None,
+            false,
+        )
+        .await;
+        self.membership("m-dave", "p1", "dave", "Practitioner/dave")
+            .await;
+        // erin: right password, no membership at all.
+        self.user(
+            "erin",
+            "erin@example.org",
+            None,
+            true,
+            TotpState::None,
+            false,
+        )
+        .await;
+        // pat: a patient in p1, two memberships (patient profile, and an inactive one).
+        self.user("pat", "pat@example.org", None, true, TotpState::None, false)
+            .await;
+        self.membership("m-pat", "p1", "pat", "Patient/pat").await;
+        let mut inactive = self
+            .membership("m-pat-old", "p1", "pat", "Practitioner/pat")
+            .await;
+        inactive.active = false;
+        s.put_membership(&inactive).await.unwrap();
+        // frank: project-scoped in p2 with the same email as a server-scoped account.
+        self.user(
+            "frank-p2",
+            "frank@example.org",
+            Some("p2"),
+            true,
+            TotpState::None,
+            false,
+        )
+        .await;
+        self.membership("m-frank-p2", "p2", "frank-p2", "Practitioner/frank")
+            .await;
+        self.user(
+            "frank",
+            "frank@example.org",
+            None,
+            true,
+            TotpState::None,
+            false,
+        )
+        .await;
+        self.membership("m-frank", "p1", "frank", "Practitioner/frank1")
+            .await;
+    }
+
+    pub async fn user(
+        &self,
+        id: &str,
+        email: &str,
+        project: Option<&str>,
+        password: bool,
+        totp: TotpState,
+        mfa_required: bool,
+    ) -> User {
+        let mut user = User::new(UserId::new(id), email);
+        user.project = project.map(ProjectId::new);
+        if password {
+            user.password_hash = Some(self.engine.hash_new_password(PASSWORD).await.unwrap());
+        }
+        user.totp = totp;
+        user.mfa_required = mfa_required;
+        self.store.create_user(&user).await.unwrap();
+        user
+    }
+
+    pub async fn membership(
+        &self,
+        id: &str,
+        project: &str,
+        user: &str,
+        profile: &str,
+    ) -> ProjectMembership {
+        let m = ProjectMembership::new(
+            MembershipId::new(id),
+            ProjectId::new(project),
+            UserId::new(user),
+            Reference::parse(profile).unwrap(),
+        );
+        self.store.put_membership(&m).await.unwrap();
+        m
+    }
+
+    /// A typical request from the `app` client.
+    pub fn request(&self) -> LoginRequest {
+        LoginRequest {
+            client_id: Some("app".into()),
+            redirect_uri: Some(REDIRECT.into()),
+            scope: Some("openid fhirUser user/Patient.rs user/Observation.cruds".into()),
+            code_challenge: Some(CHALLENGE.into()),
+            code_challenge_method: Some("S256".into()),
+            remote_address: Some("192.0.2.10".parse().unwrap()),
+            ..LoginRequest::default()
+        }
+    }
+
+    /// Domain + password stages for `email` with the default request.
+    pub async fn password(
+        &self,
+        email: &str,
+        password: &str,
+    ) -> Result<Authenticated, fhirgate::LoginError> {
+        self.password_with(self.request(), email, password).await
+    }
+
+    pub async fn password_with(
+        &self,
+        request: LoginRequest,
+        email: &str,
+        password: &str,
+    ) -> Result<Authenticated, fhirgate::LoginError> {
+        let login = self.engine.start(request).await?;
+        match login.method(email).await? {
+            Method::Password(login) => login.password(password).await,
+            Method::External(_) => panic!("unexpected external provider"),
+        }
+    }
+
+    /// The TOTP code an authenticator app shows now (optionally `steps` steps away).
+    pub fn totp_now(&self, steps: i64) -> String {
+        let secret = TotpSecret::from_bytes(TOTP_SECRET.to_vec());
+        let t = self.engine.now().unix_timestamp() + steps * 30;
+        totp::code_at(&secret, t as u64).unwrap()
+    }
+}
+
+pub fn expect_profile(a: Authenticated) -> Login<fhirgate::login::Profile> {
+    match a {
+        Authenticated::Profile(l) => l,
+        other => panic!("expected Profile, got {other:?}"),
+    }
+}
+
+pub fn expect_second_factor(a: Authenticated) -> Login<fhirgate::login::SecondFactor> {
+    match a {
+        Authenticated::SecondFactor(l) => l,
+        other => panic!("expected SecondFactor, got {other:?}"),
+    }
+}

@@ -1,0 +1,152 @@
+//! Single-use values under concurrency: 64 tasks race, exactly one wins.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use fhirgate::login::{Profile, ProfileChoice, SecondFactor};
+use fhirgate::model::MembershipId;
+use fhirgate::store::{CodeRedemption, LoginStore, OnceKey, OnceStore};
+use fhirgate::{LoginError, RequestError};
+
+const TASKS: usize = 64;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixty_four_redemptions_of_one_code_yield_exactly_one() {
+    let f = Fixture::new().await;
+    let login = expect_profile(f.password("alice@example.org", PASSWORD).await.unwrap());
+    let ProfileChoice::Chosen(login) = login.choose_if_single().await.unwrap() else {
+        panic!()
+    };
+    let (_, code) = login.grant(None).await.unwrap();
+    let store = Arc::new(f.store.clone());
+    let now = f.engine.now();
+    let barrier = Arc::new(tokio::sync::Barrier::new(TASKS));
+    let mut tasks = Vec::new();
+    for _ in 0..TASKS {
+        let (store, barrier, hash) = (store.clone(), barrier.clone(), code.hash());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            store.consume_code(&hash, now).await.unwrap()
+        }));
+    }
+    let mut redeemed = 0;
+    let mut replayed = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            CodeRedemption::Redeemed(_) => redeemed += 1,
+            CodeRedemption::Replayed(_) => replayed += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!((redeemed, replayed), (1, TASKS - 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixty_four_logins_racing_with_one_totp_code_yield_exactly_one() {
+    // Raise the per-user cap so all 64 really race on the replay guard.
+    let mut config = config();
+    config.totp.attempts_per_user = 1000;
+    let f = Fixture::with_config(config).await;
+    let mut handles = Vec::new();
+    for _ in 0..TASKS {
+        let login = expect_second_factor(f.password("bob@example.org", PASSWORD).await.unwrap());
+        handles.push(login.handle().expose().to_owned());
+    }
+    let code = f.totp_now(0);
+    let engine = f.engine.clone();
+    let barrier = Arc::new(tokio::sync::Barrier::new(TASKS));
+    let mut tasks = Vec::new();
+    for handle in handles {
+        let (engine, barrier, code) = (engine.clone(), barrier.clone(), code.clone());
+        tasks.push(tokio::spawn(async move {
+            let login = engine.resume::<SecondFactor>(&handle).await.unwrap();
+            barrier.wait().await;
+            login.totp(&code).await.map(|_| ())
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => ok += 1,
+            Err(e) => assert_eq!(e.to_string(), "Invalid MFA token"),
+        }
+    }
+    assert_eq!(ok, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixty_four_profile_choices_on_one_login_yield_exactly_one() {
+    let f = Fixture::new().await;
+    let login = expect_profile(f.password("alice@example.org", PASSWORD).await.unwrap());
+    let handle = login.handle().expose().to_owned();
+    let barrier = Arc::new(tokio::sync::Barrier::new(TASKS));
+    let mut tasks = Vec::new();
+    for _ in 0..TASKS {
+        let (engine, barrier, handle) = (f.engine.clone(), barrier.clone(), handle.clone());
+        tasks.push(tokio::spawn(async move {
+            let login = engine.resume::<Profile>(&handle).await?;
+            barrier.wait().await;
+            login
+                .choose(&MembershipId::new("m-alice"))
+                .await
+                .map(|_| ())
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => ok += 1,
+            Err(LoginError::Request(RequestError::Conflict)) => {}
+            Err(other) => panic!("{other}"),
+        }
+    }
+    assert_eq!(ok, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn once_store_primitives_hold_under_contention() {
+    let f = Fixture::new().await;
+    let store = Arc::new(f.store.clone());
+    let now = f.engine.now();
+    let later = now + time::Duration::minutes(5);
+    let mut tasks = Vec::new();
+    for i in 0..TASKS as u64 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let claim = store
+                .claim_once(&OnceKey::new("jti", "x"), later, now)
+                .await
+                .unwrap();
+            let above = store
+                .claim_above(&OnceKey::new("step", "u"), 7, later, now)
+                .await
+                .unwrap();
+            let attempt = store
+                .take_attempt(
+                    &OnceKey::new("cap", "u"),
+                    10,
+                    time::Duration::minutes(1),
+                    now,
+                )
+                .await
+                .unwrap();
+            (claim, above, attempt, i)
+        }));
+    }
+    let (mut claims, mut aboves, mut allowed) = (0, 0, 0);
+    for t in tasks {
+        let (c, a, attempt, _) = t.await.unwrap();
+        claims += usize::from(c);
+        aboves += usize::from(a);
+        allowed += usize::from(matches!(attempt, fhirgate::store::Attempt::Allowed { .. }));
+    }
+    assert_eq!((claims, aboves, allowed), (1, 1, 10));
+}
