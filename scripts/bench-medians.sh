@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Prints the median of every criterion benchmark in target/criterion, and the login bench's
+# ratios against the raw argon2id verify measured in the same run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 - <<'PY'
+import json, glob, os
+rows = {}
+for path in sorted(glob.glob("target/criterion/*/*/new/estimates.json")):
+    name = "/".join(path.split(os.sep)[2:4])
+    rows[name] = json.load(open(path))["median"]["point_estimate"]
+def fmt(ns):
+    return f"{ns/1e6:.3f} ms" if ns >= 1e6 else f"{ns/1e3:.2f} µs"
+for name, ns in rows.items():
+    print(f"{name:45s} median {fmt(ns)}")
+raw = rows.get("login/raw_argon2id_verify")
+full = rows.get("login/full_flow_default_argon2")
+if raw and full:
+    print(f"ratio full_flow_default_argon2 / raw_argon2id_verify = {full/raw:.3f}")
+PY
