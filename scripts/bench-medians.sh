@@ -15,6 +15,14 @@ for name, ns in rows.items():
     print(f"{name:45s} median {fmt(ns)}")
 raw = rows.get("login/raw_argon2id_verify")
 full = rows.get("login/full_flow_default_argon2")
+reused = rows.get("login/raw_argon2id_reused_memory")
 if raw and full:
     print(f"ratio full_flow_default_argon2 / raw_argon2id_verify = {full/raw:.3f}")
+inter = "target/criterion/interleaved-login.json"
+if os.path.exists(inter):
+    d = json.load(open(inter))
+    print(f"interleaved, {d['rounds']} rounds: raw verify {fmt(d['raw_ns'])}, reused-memory argon2 {fmt(d['reused_ns'])}, full flow {fmt(d['flow_ns'])}")
+    print(f"  ratio flow/raw verify {d['ratio']:.3f}, flow/reused-memory argon2 {d['ratio_reused']:.3f}")
+if reused and full:
+    print(f"ratio full_flow_default_argon2 / raw_argon2id_reused_memory = {full/reused:.3f}")
 PY

@@ -281,6 +281,13 @@ async fn external_provider_chosen_by_email_domain_case_insensitively() {
     let record = redirect.login.record();
     assert_eq!(record.stage, StageTag::External);
     let pending = record.external.as_ref().unwrap();
+    assert_eq!(
+        pending.provider,
+        fhirgate::model::ProviderSource::Domain("hospital.example".into())
+    );
+    // The provider's client secret is read from the directory at the callback, never
+    // copied into the login record.
+    assert!(!serde_json::to_string(record).unwrap().contains("s3cret"));
     // The verifier never leaves the server: only its challenge is in the URL.
     assert!(!url.as_str().contains(&pending.pkce_verifier));
     assert_eq!(
@@ -311,6 +318,10 @@ async fn external_provider_chosen_by_client_configuration() {
         panic!("the client has an identity provider");
     };
     assert_eq!(redirect.domain, None);
+    assert_eq!(
+        redirect.login.record().external.as_ref().unwrap().provider,
+        fhirgate::model::ProviderSource::Client("app".into())
+    );
 }
 
 #[tokio::test]

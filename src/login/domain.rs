@@ -12,8 +12,8 @@ use crate::engine::Engine;
 use crate::error::{LoginError, RequestError, ServerError};
 use crate::model::{
     AuthMethod, ClientApplication, ClientStatus, ExternalPending, IdentityProvider, LaunchId,
-    LoginId, LoginParams, LoginRecord, PkceChallenge, PkceMethod, PkcePolicy, ProjectId, StageTag,
-    normalize_email,
+    LoginId, LoginParams, LoginRecord, PkceChallenge, PkceMethod, PkcePolicy, ProjectId,
+    ProviderSource, StageTag, normalize_email,
 };
 use crate::pkce;
 use crate::scope::ScopeSet;
@@ -303,18 +303,18 @@ impl Login<Domain> {
     pub async fn method(self, email: &str) -> Result<Method, LoginError> {
         let email = parse_email(email).ok_or(RequestError::InvalidEmail)?;
         let Login { engine, stage } = self;
-        if let Some(provider) = stage
-            .client
-            .as_ref()
-            .and_then(|c| c.identity_provider.clone())
+        if let Some(client) = &stage.client
+            && let Some(provider) = client.identity_provider.clone()
         {
-            return external(engine, stage.params, provider, None, &email).await;
+            let source = ProviderSource::Client(client.id.clone());
+            return external(engine, stage.params, provider, source, &email).await;
         }
         let domain = email.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
         if let Some(config) = engine.directory().domain(domain).await?
             && let Some(provider) = config.identity_provider
         {
-            return external(engine, stage.params, provider, Some(config.domain), &email).await;
+            let source = ProviderSource::Domain(config.domain.to_lowercase());
+            return external(engine, stage.params, provider, source, &email).await;
         }
         Ok(Method::Password(Login {
             engine,
@@ -330,7 +330,7 @@ async fn external(
     engine: Engine,
     params: LoginParams,
     provider: IdentityProvider,
-    domain: Option<String>,
+    source: ProviderSource,
     email: &str,
 ) -> Result<Method, LoginError> {
     let callback = engine
@@ -381,8 +381,8 @@ async fn external(
         granted_scope: None,
         code: None,
         external: Some(ExternalPending {
-            provider: provider.clone(),
-            domain: domain.clone(),
+            provider: source.clone(),
+            authorize_url: provider.authorize_url.to_string(),
             state_hash: state.hash(),
             nonce: nonce.expose().to_owned(),
             pkce_verifier: verifier.expose().to_owned(),
@@ -397,6 +397,10 @@ async fn external(
     let context = super::record_context(&record);
     let login = create::<External>(engine.clone(), record, handle).await?;
     engine.audit(AuditKind::ExternalRedirect { provider: host }, context);
+    let domain = match source {
+        ProviderSource::Domain(domain) => Some(domain),
+        ProviderSource::Client(_) => None,
+    };
     Ok(Method::External(ExternalRedirect {
         login,
         authorize_url,

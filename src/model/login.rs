@@ -11,9 +11,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::{
-    ClientId, IdentityProvider, LaunchId, LoginId, MembershipId, ProjectId, Reference, UserId,
-};
+use super::{ClientId, LaunchId, LoginId, MembershipId, ProjectId, Reference, UserId};
 use crate::secret::SecretHash;
 
 /// The stage a stored login waits in.
@@ -147,13 +145,25 @@ pub struct CodeState {
     pub redeemed: bool,
 }
 
+/// Which configuration chose an external identity provider.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderSource {
+    /// The client's `identity_provider`.
+    Client(ClientId),
+    /// The domain configuration of the email's (lower-case) domain.
+    Domain(String),
+}
+
 /// What a login waiting for an external identity provider remembers (server-side only).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExternalPending {
-    /// The provider the user was sent to.
-    pub provider: IdentityProvider,
-    /// The email domain whose configuration chose the provider, if any.
-    pub domain: Option<String>,
+    /// Where the provider's configuration lives (read again at the callback, so the
+    /// provider's client secret is never copied into login records).
+    pub provider: ProviderSource,
+    /// The provider's authorization endpoint the browser was sent to (for audit and the
+    /// mix-up check at the callback).
+    pub authorize_url: String,
     /// SHA-256 of the single-use `state` sent to the provider.
     pub state_hash: SecretHash,
     /// The nonce sent to the provider, checked against its ID token.
@@ -166,7 +176,7 @@ impl fmt::Debug for ExternalPending {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ExternalPending")
             .field("provider", &self.provider)
-            .field("domain", &self.domain)
+            .field("authorize_url", &self.authorize_url)
             .field("state_hash", &self.state_hash)
             .field("nonce", &self.nonce)
             .field("pkce_verifier", &"<redacted>")
