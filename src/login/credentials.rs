@@ -8,7 +8,7 @@ use crate::audit::{AuditKind, SignInFailure};
 use crate::credential::password::Verification;
 use crate::error::{CredentialError, LoginError};
 use crate::model::{
-    Amr, AuthMethod, LoginId, LoginParams, LoginRecord, ProjectMembership, StageTag, User, UserId,
+    Amr, AuthMethod, LoginId, LoginParams, LoginRecord, ProjectMembership, User, UserId,
 };
 use crate::secret::SecretHash;
 use crate::store::{Attempt, OnceKey};
@@ -152,28 +152,17 @@ impl Login<Credentials> {
 
         let now = engine.now();
         let handle = new_handle(&engine)?;
-        let record = LoginRecord {
-            id: LoginId::generate(engine.random())?,
-            handle_hash: handle.hash(),
-            version: 0,
-            stage: StageTag::Profile,
-            created_at: now,
-            expires_at: now.saturating_add(engine.config().login_lifetime),
+        let mut record = LoginRecord::new(
+            LoginId::generate(engine.random())?,
+            handle.hash(),
             params,
-            auth_method: AuthMethod::Password,
-            user: Some(user.id.clone()),
-            auth_time: Some(now),
-            amr: vec![Amr::Pwd],
-            membership: None,
-            project: None,
-            profile: None,
-            patient: None,
-            encounter: None,
-            granted_scope: None,
-            code: None,
-            external: None,
-            revoked: false,
-        };
+            AuthMethod::Password,
+            now,
+            now.saturating_add(engine.config().login_lifetime),
+        );
+        record.user = Some(user.id.clone());
+        record.auth_time = Some(now);
+        record.amr = vec![Amr::Pwd];
         engine.audit(AuditKind::PasswordAccepted, super::record_context(&record));
 
         if user.mfa_enrolled() {

@@ -13,7 +13,7 @@ use crate::error::{LoginError, RequestError, ServerError};
 use crate::model::{
     AuthMethod, ClientApplication, ClientStatus, ExternalPending, IdentityProvider, LaunchId,
     LoginId, LoginParams, LoginRecord, PkceChallenge, PkceMethod, PkcePolicy, ProjectId,
-    ProviderSource, StageTag, normalize_email,
+    ProviderSource, normalize_email,
 };
 use crate::pkce;
 use crate::scope::ScopeSet;
@@ -361,34 +361,21 @@ async fn external(
         .append_pair("login_hint", email);
     let now = engine.now();
     let handle = new_handle(&engine)?;
-    let record = LoginRecord {
-        id: LoginId::generate(random)?,
-        handle_hash: handle.hash(),
-        version: 0,
-        stage: StageTag::External,
-        created_at: now,
-        expires_at: now.saturating_add(engine.config().login_lifetime),
+    let mut record = LoginRecord::new(
+        LoginId::generate(random)?,
+        handle.hash(),
         params,
-        auth_method: AuthMethod::External,
-        user: None,
-        auth_time: None,
-        amr: Vec::new(),
-        membership: None,
-        project: None,
-        profile: None,
-        patient: None,
-        encounter: None,
-        granted_scope: None,
-        code: None,
-        external: Some(ExternalPending {
-            provider: source.clone(),
-            authorize_url: provider.authorize_url.to_string(),
-            state_hash: state.hash(),
-            nonce: nonce.expose().to_owned(),
-            pkce_verifier: verifier.expose().to_owned(),
-        }),
-        revoked: false,
-    };
+        AuthMethod::External,
+        now,
+        now.saturating_add(engine.config().login_lifetime),
+    );
+    record.external = Some(ExternalPending {
+        provider: source.clone(),
+        authorize_url: provider.authorize_url.to_string(),
+        state_hash: state.hash(),
+        nonce: nonce.expose().to_owned(),
+        pkce_verifier: verifier.expose().to_owned(),
+    });
     let host = provider
         .authorize_url
         .host_str()

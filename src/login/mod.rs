@@ -214,22 +214,7 @@ impl Engine {
     /// unknown handle ("Login not found"), a revoked or expired login, and a login waiting in
     /// another stage — so a step can only be taken in the stage it belongs to.
     pub async fn resume<S: Resumable>(&self, handle: &str) -> Result<Login<S>, LoginError> {
-        let handle = presented_handle(handle)?;
-        let record = self
-            .inner
-            .logins
-            .login_by_handle(&handle.hash())
-            .await?
-            .ok_or(RequestError::UnknownLogin)?;
-        if !record.handle_hash.ct_eq(&handle.hash()) {
-            return Err(RequestError::UnknownLogin.into());
-        }
-        if record.revoked {
-            return Err(RequestError::LoginRevoked.into());
-        }
-        if record.expired_at(self.now()) {
-            return Err(RequestError::LoginExpired.into());
-        }
+        let (record, handle) = self.live_record(handle).await?;
         if record.stage != S::TAG {
             return Err(RequestError::WrongStage {
                 expected: S::TAG,
@@ -246,6 +231,11 @@ impl Engine {
     /// The stage a stored login waits in, without resuming it (for status endpoints). The
     /// same checks as [`Engine::resume`] apply, except the stage.
     pub async fn login_stage(&self, handle: &str) -> Result<StageTag, LoginError> {
+        Ok(self.live_record(handle).await?.0.stage)
+    }
+
+    /// The record behind a presented handle, if it exists, is not revoked and not expired.
+    async fn live_record(&self, handle: &str) -> Result<(LoginRecord, LoginHandle), LoginError> {
         let handle = presented_handle(handle)?;
         let record = self
             .inner
@@ -253,13 +243,16 @@ impl Engine {
             .login_by_handle(&handle.hash())
             .await?
             .ok_or(RequestError::UnknownLogin)?;
+        if !record.handle_hash.ct_eq(&handle.hash()) {
+            return Err(RequestError::UnknownLogin.into());
+        }
         if record.revoked {
             return Err(RequestError::LoginRevoked.into());
         }
         if record.expired_at(self.now()) {
             return Err(RequestError::LoginExpired.into());
         }
-        Ok(record.stage)
+        Ok((record, handle))
     }
 }
 

@@ -233,6 +233,40 @@ pub struct LoginRecord {
 }
 
 impl LoginRecord {
+    /// A login that has only just started: no user, membership, scope or code yet. The
+    /// stage is set when the record is first stored.
+    pub fn new(
+        id: LoginId,
+        handle_hash: SecretHash,
+        params: LoginParams,
+        auth_method: AuthMethod,
+        created_at: OffsetDateTime,
+        expires_at: OffsetDateTime,
+    ) -> Self {
+        Self {
+            id,
+            handle_hash,
+            version: 0,
+            stage: StageTag::Profile,
+            created_at,
+            expires_at,
+            params,
+            auth_method,
+            user: None,
+            auth_time: None,
+            amr: Vec::new(),
+            membership: None,
+            project: None,
+            profile: None,
+            patient: None,
+            encounter: None,
+            granted_scope: None,
+            code: None,
+            external: None,
+            revoked: false,
+        }
+    }
+
     /// Whether the login is past its deadline at `now`.
     pub fn expired_at(&self, now: OffsetDateTime) -> bool {
         now >= self.expires_at
