@@ -17,7 +17,7 @@ use crate::credential::totp;
 use crate::engine::{AuditContext, Engine};
 use crate::error::{CredentialError, LoginError, RequestError};
 use crate::model::{LoginId, TotpSecret, TotpState, User, UserId};
-use crate::store::{Attempt, OnceKey};
+use crate::store::{OnceKey, take_attempts};
 
 /// TOTP step length in seconds (RFC 6238 default).
 const STEP_SECONDS: i64 = 30;
@@ -93,19 +93,14 @@ pub(crate) async fn check_totp(
     if let Some(key) = &login_key {
         caps.insert(0, (key.clone(), config.attempts_per_login));
     }
-    for (key, limit) in &caps {
-        if let Attempt::Limited { retry_after } = once
-            .take_attempt(key, *limit, config.attempts_window, now)
-            .await?
-        {
-            engine.audit(
-                AuditKind::SecondFactorRejected {
-                    reason: SecondFactorFailure::TooManyAttempts,
-                },
-                context(),
-            );
-            return Err(TotpFailure::Limited(retry_after));
-        }
+    if let Some(retry_after) = take_attempts(once, &caps, config.attempts_window, now).await? {
+        engine.audit(
+            AuditKind::SecondFactorRejected {
+                reason: SecondFactorFailure::TooManyAttempts,
+            },
+            context(),
+        );
+        return Err(TotpFailure::Limited(retry_after));
     }
 
     let unix = u64::try_from(now.unix_timestamp()).unwrap_or(0);

@@ -11,7 +11,7 @@ use crate::model::{
     Amr, AuthMethod, LoginId, LoginParams, LoginRecord, ProjectMembership, User, UserId,
 };
 use crate::secret::SecretHash;
-use crate::store::{Attempt, OnceKey};
+use crate::store::{OnceKey, take_attempts};
 
 /// Credentials stage (password): the email is known and signs in with a password. Not
 /// stored: the login is stored once the password passes.
@@ -67,20 +67,16 @@ impl Login<Credentials> {
                 limit,
             ));
         }
-        for (key, limit) in &keys {
-            if let Attempt::Limited { retry_after } = engine
-                .once_store()
-                .take_attempt(key, *limit, throttle.window, now)
-                .await?
-            {
-                engine.audit(
-                    AuditKind::PasswordRejected {
-                        reason: SignInFailure::Throttled,
-                    },
-                    context(),
-                );
-                return Err(LoginError::Throttled { retry_after });
-            }
+        if let Some(retry_after) =
+            take_attempts(engine.once_store(), &keys, throttle.window, now).await?
+        {
+            engine.audit(
+                AuditKind::PasswordRejected {
+                    reason: SignInFailure::Throttled,
+                },
+                context(),
+            );
+            return Err(LoginError::Throttled { retry_after });
         }
 
         // Find the user: project-scoped first when the login names a project, then

@@ -179,6 +179,25 @@ pub enum Attempt {
     },
 }
 
+/// Takes one attempt under each of `caps` (key, limit) in order, all in the same window.
+/// Returns `Some(retry_after)` at the first key already at its limit (keys after it are not
+/// counted), `None` when every key had room.
+pub async fn take_attempts(
+    once: &dyn OnceStore,
+    caps: &[(OnceKey, u32)],
+    window: Duration,
+    now: OffsetDateTime,
+) -> Result<Option<OffsetDateTime>, StoreError> {
+    for (key, limit) in caps {
+        if let Attempt::Limited { retry_after } =
+            once.take_attempt(key, *limit, window, now).await?
+        {
+            return Ok(Some(retry_after));
+        }
+    }
+    Ok(None)
+}
+
 /// Single-use keys, monotonic watermarks and attempt counters.
 #[async_trait]
 pub trait OnceStore: Send + Sync {
