@@ -322,10 +322,7 @@ async fn guessed_or_leaked_login_id_is_not_a_credential() {
 #[tokio::test]
 async fn authorization_code_replay_is_detected_and_expiry_is_sixty_seconds() {
     let f = Fixture::new().await;
-    let login = expect_profile(f.password("alice@example.org", PASSWORD).await.unwrap());
-    let ProfileChoice::Chosen(login) = login.choose_if_single().await.unwrap() else {
-        panic!()
-    };
+    let login = f.alice_at_scope().await;
     let (_, code) = login.grant(None).await.unwrap();
     f.clock.advance(time::Duration::seconds(60));
     assert_eq!(
@@ -336,10 +333,7 @@ async fn authorization_code_replay_is_detected_and_expiry_is_sixty_seconds() {
         CodeRedemption::Expired
     );
 
-    let login = expect_profile(f.password("alice@example.org", PASSWORD).await.unwrap());
-    let ProfileChoice::Chosen(login) = login.choose_if_single().await.unwrap() else {
-        panic!()
-    };
+    let login = f.alice_at_scope().await;
     let (_, code) = login.grant(None).await.unwrap();
     f.clock.advance(time::Duration::seconds(59));
     assert!(matches!(
@@ -361,10 +355,7 @@ async fn authorization_code_replay_is_detected_and_expiry_is_sixty_seconds() {
 #[tokio::test]
 async fn scope_escalation_through_consent_is_refused() {
     let f = Fixture::new().await;
-    let login = expect_profile(f.password("alice@example.org", PASSWORD).await.unwrap());
-    let ProfileChoice::Chosen(login) = login.choose_if_single().await.unwrap() else {
-        panic!()
-    };
+    let login = f.alice_at_scope().await;
     let handle = login.handle().expose().to_owned();
     // Medplum let non-SMART scopes be added after consent.
     for extra in [
@@ -447,10 +438,7 @@ async fn inactive_or_foreign_membership_cannot_be_chosen() {
         "Invalid profile"
     );
     // Deactivated between choice and grant: the grant re-checks.
-    let login = expect_profile(f.password("alice@example.org", PASSWORD).await.unwrap());
-    let ProfileChoice::Chosen(login) = login.choose_if_single().await.unwrap() else {
-        panic!()
-    };
+    let login = f.alice_at_scope().await;
     let mut m = f
         .store
         .membership(&MembershipId::new("m-alice"))

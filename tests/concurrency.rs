@@ -11,7 +11,7 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use fhirgate::login::{Profile, ProfileChoice, SecondFactor};
+use fhirgate::login::{Profile, SecondFactor};
 use fhirgate::model::MembershipId;
 use fhirgate::store::{CodeRedemption, LoginStore, OnceKey, OnceStore};
 use fhirgate::{LoginError, RequestError};
@@ -21,10 +21,7 @@ const TASKS: usize = 64;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sixty_four_redemptions_of_one_code_yield_exactly_one() {
     let f = Fixture::new().await;
-    let login = expect_profile(f.password("alice@example.org", PASSWORD).await.unwrap());
-    let ProfileChoice::Chosen(login) = login.choose_if_single().await.unwrap() else {
-        panic!()
-    };
+    let login = f.alice_at_scope().await;
     let (_, code) = login.grant(None).await.unwrap();
     let store = Arc::new(f.store.clone());
     let now = f.engine.now();

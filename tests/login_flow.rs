@@ -222,10 +222,7 @@ async fn patient_profile_gives_patient_context_for_patient_scopes() {
 #[tokio::test]
 async fn consent_narrows_and_a_later_narrowing_replaces_the_code() {
     let f = Fixture::new().await;
-    let login = expect_profile(f.password("alice@example.org", PASSWORD).await.unwrap());
-    let ProfileChoice::Chosen(login) = login.choose_if_single().await.unwrap() else {
-        panic!()
-    };
+    let login = f.alice_at_scope().await;
     let (login, first) = login
         .grant(Some("openid user/Observation.rs"))
         .await

@@ -301,6 +301,16 @@ impl Fixture {
         }
     }
 
+    /// alice (password, one membership) signed in through the default request, her only
+    /// membership chosen: ready for the Scope stage.
+    pub async fn alice_at_scope(&self) -> Login<fhirgate::login::Scope> {
+        let login = expect_profile(self.password("alice@example.org", PASSWORD).await.unwrap());
+        match login.choose_if_single().await.unwrap() {
+            fhirgate::login::ProfileChoice::Chosen(login) => login,
+            other => panic!("alice has one membership: {other:?}"),
+        }
+    }
+
     /// The TOTP code an authenticator app shows now (optionally `steps` steps away).
     pub fn totp_now(&self, steps: i64) -> String {
         let secret = TotpSecret::from_bytes(TOTP_SECRET.to_vec());
