@@ -389,3 +389,36 @@ fn idp() -> fhirgate::model::IdentityProvider {
         scope: "openid profile email".into(),
     }
 }
+
+/// Compile-time check: every step's future is `Send`, so a multi-threaded server (axum on
+/// tokio) can hold it across `.await`. Never called; it only has to type-check.
+#[allow(dead_code)]
+#[allow(clippy::too_many_arguments)]
+fn every_step_is_send(
+    engine: fhirgate::Engine,
+    domain: fhirgate::Login<fhirgate::login::Domain>,
+    credentials: fhirgate::Login<fhirgate::login::Credentials>,
+    second: fhirgate::Login<SecondFactor>,
+    enrolment: fhirgate::Login<fhirgate::login::Enrolment>,
+    profile: fhirgate::Login<Profile>,
+    scope: fhirgate::Login<Scope>,
+    authorized: fhirgate::Login<fhirgate::login::Authorized>,
+) {
+    fn send<T: Send>(_: T) {}
+    let user = fhirgate::model::UserId::new("u");
+    send(engine.start(LoginRequest::default()));
+    send(engine.resume::<Profile>("h"));
+    send(engine.mfa_status(&user));
+    send(engine.begin_mfa_enrolment(&user));
+    send(engine.confirm_mfa_enrolment(&user, "123456"));
+    send(engine.disable_mfa(&user, "123456"));
+    send(engine.hash_new_password("p"));
+    send(engine.purge_expired());
+    send(domain.method("a@b.c"));
+    send(credentials.password("p"));
+    send(second.totp("123456"));
+    send(enrolment.enrol("123456"));
+    send(profile.choose_if_single());
+    send(scope.grant(None));
+    send(authorized.narrow("openid"));
+}
