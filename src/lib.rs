@@ -100,11 +100,14 @@ pub mod error;
 pub mod login;
 pub mod mfa;
 pub mod model;
+pub mod oauth;
 pub mod pkce;
 pub mod random;
 pub mod scope;
 pub mod secret;
 pub mod store;
+pub mod token;
+pub mod transport;
 
 pub use config::Config;
 pub use engine::{Engine, EngineBuilder};

@@ -1,0 +1,42 @@
+//! The OAuth 2.0 / OpenID Connect endpoints' logic, free of I/O: typed requests in, typed
+//! responses (status, headers, JSON body) out, so an HTTP layer only moves bytes.
+
+mod error;
+
+pub use error::{ErrorCode, OAuthError};
+
+/// A response from one of the endpoints: status, headers and a JSON body. Every response
+/// carries `Cache-Control: no-store` and `Pragma: no-cache` (RFC 6749 §5.1), since most of
+/// them carry credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// Headers (name, value).
+    pub headers: Vec<(&'static str, String)>,
+    /// JSON body.
+    pub body: serde_json::Value,
+}
+
+impl OAuthResponse {
+    /// A JSON response with the no-store headers.
+    pub fn json(status: u16, body: serde_json::Value) -> Self {
+        Self {
+            status,
+            headers: vec![
+                ("Content-Type", "application/json".to_owned()),
+                ("Cache-Control", "no-store".to_owned()),
+                ("Pragma", "no-cache".to_owned()),
+            ],
+            body,
+        }
+    }
+
+    /// The value of a header (case-insensitive name).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
