@@ -228,8 +228,40 @@ pub struct LoginRecord {
     pub code: Option<CodeState>,
     /// State kept while waiting for an external provider.
     pub external: Option<ExternalPending>,
+    /// The refresh-token family of a granted login.
+    #[serde(default)]
+    pub refresh: Option<RefreshState>,
+    /// SHA-256 of the single-sign-on session secret (the SSO cookie), once a code was issued.
+    #[serde(default)]
+    pub session: Option<SessionState>,
+    /// The session login this grant was created from by single sign-on, if any.
+    #[serde(default)]
+    pub parent: Option<LoginId>,
     /// Revoked logins can never be resumed, redeemed or refreshed.
     pub revoked: bool,
+}
+
+/// A login's refresh-token family: one current token, every earlier one remembered so that
+/// presenting it again is recognised as reuse (and revokes the family).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshState {
+    /// SHA-256 of the current refresh token.
+    pub current: SecretHash,
+    /// SHA-256 of every rotated-out token of this family.
+    pub retired: Vec<SecretHash>,
+    /// The family's absolute end: no rotation extends it.
+    #[serde(with = "time::serde::timestamp")]
+    pub expires_at: OffsetDateTime,
+}
+
+/// A single-sign-on session carried by a cookie.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionState {
+    /// SHA-256 of the cookie value.
+    pub hash: SecretHash,
+    /// The session cannot be reused for sign-on after this.
+    #[serde(with = "time::serde::timestamp")]
+    pub expires_at: OffsetDateTime,
 }
 
 impl LoginRecord {
@@ -263,6 +295,9 @@ impl LoginRecord {
             granted_scope: None,
             code: None,
             external: None,
+            refresh: None,
+            session: None,
+            parent: None,
             revoked: false,
         }
     }

@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, Rw
 use async_trait::async_trait;
 use time::{Duration, OffsetDateTime};
 
-use super::{Attempt, CodeRedemption, Directory, LoginStore, OnceKey, OnceStore, StoreError};
+use super::{
+    Attempt, CodeRedemption, Directory, LoginStore, OnceKey, OnceStore, RefreshRotation, StoreError,
+};
 use crate::model::{
     AccessPolicy, AccessPolicyId, ClientApplication, ClientId, DomainConfiguration, LaunchId,
     LoginId, LoginRecord, MembershipId, Project, ProjectId, ProjectMembership, SmartLaunch,
@@ -49,8 +51,9 @@ struct DirectoryData {
 #[derive(Default, Clone, PartialEq, Eq, Debug)]
 struct LoginData {
     logins: HashMap<LoginId, LoginRecord>,
-    by_handle: HashMap<SecretHash, LoginId>,
-    by_code: HashMap<SecretHash, LoginId>,
+    /// Every secret hash a login can be found by (handle, code, refresh tokens, session),
+    /// each pointing at its login. Hashes of 256-bit secrets never collide across kinds.
+    by_hash: HashMap<SecretHash, LoginId>,
 }
 
 #[derive(Default, Clone, PartialEq, Eq, Debug)]
@@ -303,17 +306,48 @@ impl Directory for MemoryStore {
     }
 }
 
+/// Every hash a record can be looked up by.
+fn hashes(record: &LoginRecord) -> impl Iterator<Item = SecretHash> + '_ {
+    std::iter::once(record.handle_hash)
+        .chain(record.code.as_ref().map(|c| c.hash))
+        .chain(record.session.as_ref().map(|s| s.hash))
+        .chain(
+            record
+                .refresh
+                .iter()
+                .flat_map(|r| std::iter::once(r.current).chain(r.retired.iter().copied())),
+        )
+}
+
 impl LoginData {
-    fn index_code(&mut self, record: &LoginRecord) {
-        if let Some(code) = &record.code {
-            self.by_code.insert(code.hash, record.id.clone());
+    /// A hash of `record` that already points at another login.
+    fn clash(&self, record: &LoginRecord) -> bool {
+        hashes(record).any(|h| self.by_hash.get(&h).is_some_and(|id| *id != record.id))
+    }
+
+    fn unindex(&mut self, record: &LoginRecord) {
+        for hash in hashes(record) {
+            self.by_hash.remove(&hash);
         }
     }
 
-    fn unindex_code(&mut self, record: &LoginRecord) {
-        if let Some(code) = &record.code {
-            self.by_code.remove(&code.hash);
+    fn index(&mut self, record: &LoginRecord) {
+        for hash in hashes(record) {
+            self.by_hash.insert(hash, record.id.clone());
         }
+    }
+
+    fn find(&self, hash: &SecretHash) -> Option<&LoginRecord> {
+        self.by_hash.get(hash).and_then(|id| self.logins.get(id))
+    }
+
+    /// Replaces a stored record, keeping the index in step.
+    fn replace(&mut self, record: LoginRecord) {
+        if let Some(old) = self.logins.get(&record.id).cloned() {
+            self.unindex(&old);
+        }
+        self.index(&record);
+        self.logins.insert(record.id.clone(), record);
     }
 }
 
@@ -321,18 +355,12 @@ impl LoginData {
 impl LoginStore for MemoryStore {
     async fn create_login(&self, record: &LoginRecord) -> Result<(), StoreError> {
         let mut data = self.logins();
-        if data.logins.contains_key(&record.id) || data.by_handle.contains_key(&record.handle_hash)
+        if data.logins.contains_key(&record.id)
+            || hashes(record).any(|h| data.by_hash.contains_key(&h))
         {
             return Err(StoreError::Conflict(format!("login {} exists", record.id)));
         }
-        if let Some(code) = &record.code
-            && data.by_code.contains_key(&code.hash)
-        {
-            return Err(StoreError::Conflict("code hash exists".to_owned()));
-        }
-        data.by_handle.insert(record.handle_hash, record.id.clone());
-        data.index_code(record);
-        data.logins.insert(record.id.clone(), record.clone());
+        data.replace(record.clone());
         Ok(())
     }
 
@@ -342,9 +370,8 @@ impl LoginStore for MemoryStore {
     ) -> Result<Option<LoginRecord>, StoreError> {
         let data = self.logins();
         Ok(data
-            .by_handle
-            .get(handle)
-            .and_then(|id| data.logins.get(id))
+            .find(handle)
+            .filter(|r| r.handle_hash.ct_eq(handle))
             .cloned())
     }
 
@@ -368,19 +395,10 @@ impl LoginStore for MemoryStore {
         {
             return Ok(false);
         }
-        let old_code = stored.code.as_ref().map(|c| c.hash);
-        let new_code = record.code.as_ref().map(|c| c.hash);
-        if new_code != old_code {
-            if let Some(hash) = new_code
-                && data.by_code.contains_key(&hash)
-            {
-                return Err(StoreError::Conflict("code hash exists".to_owned()));
-            }
-            let old = stored.clone();
-            data.unindex_code(&old);
-            data.index_code(record);
+        if data.clash(record) {
+            return Err(StoreError::Conflict("secret hash exists".to_owned()));
         }
-        data.logins.insert(record.id.clone(), record.clone());
+        data.replace(record.clone());
         Ok(true)
     }
 
@@ -390,7 +408,7 @@ impl LoginStore for MemoryStore {
         now: OffsetDateTime,
     ) -> Result<CodeRedemption, StoreError> {
         let mut data = self.logins();
-        let Some(id) = data.by_code.get(code).cloned() else {
+        let Some(id) = data.by_hash.get(code).cloned() else {
             return Ok(CodeRedemption::Unknown);
         };
         let Some(record) = data.logins.get_mut(&id) else {
@@ -412,6 +430,56 @@ impl LoginStore for MemoryStore {
         record.stage = StageTag::Granted;
         record.version = record.version.saturating_add(1);
         Ok(CodeRedemption::Redeemed(record.clone()))
+    }
+
+    async fn rotate_refresh(
+        &self,
+        presented: &SecretHash,
+        next: &SecretHash,
+        now: OffsetDateTime,
+    ) -> Result<RefreshRotation, StoreError> {
+        let mut data = self.logins();
+        if data.by_hash.contains_key(next) {
+            return Err(StoreError::Conflict("secret hash exists".to_owned()));
+        }
+        let Some(id) = data.by_hash.get(presented).cloned() else {
+            return Ok(RefreshRotation::Unknown);
+        };
+        let Some(record) = data.logins.get_mut(&id) else {
+            return Ok(RefreshRotation::Unknown);
+        };
+        let Some(family) = record.refresh.as_mut() else {
+            return Ok(RefreshRotation::Unknown);
+        };
+        if record.revoked {
+            return Ok(RefreshRotation::Unknown);
+        }
+        if family.retired.iter().any(|h| h.ct_eq(presented)) {
+            return Ok(RefreshRotation::Reused(record.clone()));
+        }
+        if !family.current.ct_eq(presented) {
+            return Ok(RefreshRotation::Unknown);
+        }
+        if now >= family.expires_at {
+            return Ok(RefreshRotation::Expired);
+        }
+        family.retired.push(family.current);
+        family.current = *next;
+        record.version = record.version.saturating_add(1);
+        let updated = record.clone();
+        data.by_hash.insert(*next, id);
+        Ok(RefreshRotation::Rotated(updated))
+    }
+
+    async fn login_by_session(
+        &self,
+        session: &SecretHash,
+    ) -> Result<Option<LoginRecord>, StoreError> {
+        let data = self.logins();
+        Ok(data
+            .find(session)
+            .filter(|r| r.session.as_ref().is_some_and(|s| s.hash.ct_eq(session)))
+            .cloned())
     }
 
     async fn revoke_login(&self, id: &LoginId) -> Result<bool, StoreError> {
@@ -460,8 +528,7 @@ impl LoginStore for MemoryStore {
             .cloned()
             .collect();
         for record in &dead {
-            data.by_handle.remove(&record.handle_hash);
-            data.unindex_code(record);
+            data.unindex(record);
             data.logins.remove(&record.id);
         }
         Ok(dead.len() as u64)

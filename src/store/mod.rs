@@ -102,8 +102,23 @@ pub enum CodeRedemption {
     Unknown,
 }
 
+/// What happened when a refresh token was presented to [`LoginStore::rotate_refresh`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshRotation {
+    /// The token was the family's current one: it is now retired, `next` is current, and the
+    /// login's version was bumped. The updated record is returned.
+    Rotated(LoginRecord),
+    /// The token was rotated out before: a replay of a stolen or leaked token, or a client
+    /// bug. The record is returned so the caller can revoke the family. Nothing changed.
+    Reused(LoginRecord),
+    /// The family's absolute lifetime is over (nothing changed).
+    Expired,
+    /// No such token, or its login was revoked.
+    Unknown,
+}
+
 /// Logins between requests: created, resumed by handle, advanced by compare-and-swap, their
-/// codes consumed once.
+/// codes consumed once, their refresh tokens rotated once.
 #[async_trait]
 pub trait LoginStore: Send + Sync {
     /// Stores a new login. Fails with [`StoreError::Conflict`] if the id or handle exists.
@@ -130,6 +145,21 @@ pub trait LoginStore: Send + Sync {
         code: &SecretHash,
         now: OffsetDateTime,
     ) -> Result<CodeRedemption, StoreError>;
+    /// Atomically rotates a refresh token: if `presented` is the current token of a live,
+    /// unexpired family, make `next` current and remember `presented` as retired. Of any
+    /// number of concurrent calls with the same token exactly one sees
+    /// [`RefreshRotation::Rotated`]; the others see [`RefreshRotation::Reused`].
+    async fn rotate_refresh(
+        &self,
+        presented: &SecretHash,
+        next: &SecretHash,
+        now: OffsetDateTime,
+    ) -> Result<RefreshRotation, StoreError>;
+    /// The login whose single-sign-on session secret hashes to `session`.
+    async fn login_by_session(
+        &self,
+        session: &SecretHash,
+    ) -> Result<Option<LoginRecord>, StoreError>;
     /// Marks a login revoked. Returns whether it existed and was not revoked already.
     async fn revoke_login(&self, id: &LoginId) -> Result<bool, StoreError>;
     /// Revokes every login of a user; returns how many were revoked.
