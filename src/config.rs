@@ -27,6 +27,8 @@ pub struct Config {
     /// Where external identity providers send the browser back to (our `/auth/external`).
     /// Needed only when a client or domain uses an external provider.
     pub external_callback_url: Option<Url>,
+    /// The OAuth 2.0 / OpenID Connect side: issuer, endpoints, token lifetimes.
+    pub oauth: OAuthConfig,
 }
 
 impl Default for Config {
@@ -39,6 +41,7 @@ impl Default for Config {
             totp: TotpConfig::default(),
             throttle: ThrottleConfig::default(),
             external_callback_url: None,
+            oauth: OAuthConfig::default(),
         }
     }
 }
@@ -64,6 +67,124 @@ impl Config {
             .map_err(|e| ConfigError(e.to_string()))?;
         self.totp.validate()?;
         self.throttle.validate()?;
+        self.oauth.validate()?;
+        Ok(())
+    }
+}
+
+/// The authorization server's identity, endpoints and token lifetimes.
+#[derive(Debug, Clone)]
+pub struct OAuthConfig {
+    /// The issuer identifier (`iss` of every token, and the base of the endpoint URLs). Must
+    /// be an `https` URL, except for loopback addresses during development, with no query or
+    /// fragment (default `http://127.0.0.1:8103`, for the demo).
+    pub issuer: String,
+    /// The audience of access tokens: the FHIR server's base URL (SMART `aud`). Default:
+    /// `<issuer>/fhir/R4`.
+    pub audience: Option<String>,
+    /// Where the authorization endpoint sends a browser that must sign in (Medplum's app
+    /// `oauth` page). Default: `<issuer>/signin`.
+    pub sign_in_url: Option<Url>,
+    /// Access token lifetime (default 1 hour; a client may ask for less).
+    pub access_token_lifetime: Duration,
+    /// ID token lifetime (default 1 hour).
+    pub id_token_lifetime: Duration,
+    /// Absolute lifetime of a refresh-token family: rotation never extends it (default 14
+    /// days).
+    pub refresh_lifetime: Duration,
+    /// How long a signed-in browser session can be reused for single sign-on (default 1 hour).
+    pub sso_lifetime: Duration,
+    /// Clock leeway when checking token times (default 60 s).
+    pub leeway: Duration,
+    /// How long the resource-server verifier may trust a cached "login live, membership
+    /// active, client active" answer. `None` (the default) checks the store on every call;
+    /// `Some(d)` means a revocation or deactivation takes effect within `d`.
+    pub verify_cache: Option<Duration>,
+    /// How long a client's JWKS fetched from its `jwks_uri` is reused (default 5 minutes).
+    pub jwks_cache_ttl: Duration,
+    /// `smart_style_url` in token responses, if any.
+    pub smart_style_url: Option<String>,
+}
+
+impl Default for OAuthConfig {
+    fn default() -> Self {
+        Self {
+            issuer: "http://127.0.0.1:8103".to_owned(),
+            audience: None,
+            sign_in_url: None,
+            access_token_lifetime: Duration::hours(1),
+            id_token_lifetime: Duration::hours(1),
+            refresh_lifetime: Duration::days(14),
+            sso_lifetime: Duration::hours(1),
+            leeway: Duration::seconds(60),
+            verify_cache: None,
+            jwks_cache_ttl: Duration::minutes(5),
+            smart_style_url: None,
+        }
+    }
+}
+
+impl OAuthConfig {
+    /// The issuer as a string without a trailing slash (the `iss` claim).
+    pub fn issuer_id(&self) -> String {
+        self.issuer.trim_end_matches('/').to_owned()
+    }
+
+    /// `<issuer>/<path>`.
+    pub fn endpoint(&self, path: &str) -> String {
+        format!("{}/{}", self.issuer_id(), path.trim_start_matches('/'))
+    }
+
+    /// The audience of access tokens.
+    pub fn audience(&self) -> String {
+        self.audience
+            .clone()
+            .unwrap_or_else(|| self.endpoint("fhir/R4"))
+    }
+
+    /// The sign-in page.
+    pub fn sign_in_url(&self) -> String {
+        self.sign_in_url
+            .as_ref()
+            .map(|u| u.to_string())
+            .unwrap_or_else(|| self.endpoint("signin"))
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let issuer = Url::parse(&self.issuer)
+            .map_err(|e| ConfigError(format!("oauth.issuer is not a URL: {e}")))?;
+        let loopback = match issuer.host() {
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            Some(url::Host::Domain(d)) => d == "localhost",
+            None => false,
+        };
+        if issuer.scheme() != "https" && !(issuer.scheme() == "http" && loopback) {
+            return Err(ConfigError(
+                "oauth.issuer must be https (http only on a loopback address)".to_owned(),
+            ));
+        }
+        if issuer.query().is_some() || issuer.fragment().is_some() {
+            return Err(ConfigError(
+                "oauth.issuer must not have a query or fragment".to_owned(),
+            ));
+        }
+        for (name, d) in [
+            ("access_token_lifetime", self.access_token_lifetime),
+            ("id_token_lifetime", self.id_token_lifetime),
+            ("refresh_lifetime", self.refresh_lifetime),
+            ("sso_lifetime", self.sso_lifetime),
+            ("jwks_cache_ttl", self.jwks_cache_ttl),
+        ] {
+            if d <= Duration::ZERO {
+                return Err(ConfigError(format!("oauth.{name} must be positive")));
+            }
+        }
+        if self.leeway < Duration::ZERO || self.leeway > Duration::minutes(5) {
+            return Err(ConfigError(
+                "oauth.leeway must be between 0 and 5 minutes".to_owned(),
+            ));
+        }
         Ok(())
     }
 }

@@ -5,7 +5,7 @@
 //! [`Engine::builder`] and hand clones to request handlers.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use time::OffsetDateTime;
 
@@ -14,7 +14,11 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
 use crate::credential::password::{Argon2Hasher, PasswordHasher};
 use crate::random::{OsRandom, SecureRandom};
+use crate::oauth::ClientAuthenticator;
 use crate::store::{Directory, LoginStore, MemoryStore, OnceStore, StoreError};
+use crate::token::keys::{KeyError, KeySet, SigningAlgorithm, SigningKey};
+use crate::token::verify::LivenessCache;
+use crate::transport::{NoTransport, Transport};
 
 /// The login engine. See the [crate documentation](crate) for a complete flow.
 #[derive(Clone)]
@@ -31,6 +35,11 @@ pub(crate) struct Inner {
     pub(crate) random: Arc<dyn SecureRandom>,
     pub(crate) hasher: Arc<dyn PasswordHasher>,
     pub(crate) audit: Arc<dyn AuditSink>,
+    pub(crate) keys: RwLock<Arc<KeySet>>,
+    pub(crate) transport: Arc<dyn Transport>,
+    pub(crate) clients: ClientAuthenticator,
+    pub(crate) liveness: LivenessCache,
+    pub(crate) sign_in: url::Url,
 }
 
 impl Engine {
@@ -72,6 +81,63 @@ impl Engine {
     /// The password hasher.
     pub fn password_hasher(&self) -> &dyn PasswordHasher {
         self.inner.hasher.as_ref()
+    }
+
+    /// The current signing keys (a snapshot: rotation swaps in a new set).
+    pub fn key_set(&self) -> Arc<KeySet> {
+        self.inner
+            .keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Publishes `key` in the JWKS without signing with it yet: the first half of a rotation
+    /// (publish before use, OIDC Core §10.1.1). Promote it once relying parties have had time
+    /// to fetch the new JWKS (at least their JWKS cache lifetime).
+    pub fn publish_next_key(&self, key: SigningKey) -> Result<(), KeyError> {
+        self.update_keys(|set| set.publish_next(key))
+    }
+
+    /// Makes the published next key the signing key. The previous key keeps verifying, and
+    /// stays in the JWKS, until every token it signed has expired.
+    pub fn promote_next_key(&self) -> Result<(), KeyError> {
+        let oauth = &self.config().oauth;
+        let keep = oauth
+            .access_token_lifetime
+            .max(oauth.id_token_lifetime)
+            .saturating_add(oauth.leeway);
+        let now = self.now();
+        self.update_keys(|set| set.promote_next(now, keep))
+    }
+
+    /// Drops retired keys whose tokens have all expired.
+    pub fn prune_keys(&self) {
+        let now = self.now();
+        let _ = self.update_keys(|set| {
+            set.prune(now);
+            Ok(())
+        });
+    }
+
+    fn update_keys(
+        &self,
+        change: impl FnOnce(&mut KeySet) -> Result<(), KeyError>,
+    ) -> Result<(), KeyError> {
+        let mut guard = self
+            .inner
+            .keys
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut next = KeySet::clone(&guard);
+        change(&mut next)?;
+        *guard = Arc::new(next);
+        Ok(())
+    }
+
+    /// The outbound HTTP transport.
+    pub fn transport(&self) -> &dyn Transport {
+        self.inner.transport.as_ref()
     }
 
     /// Applies the password policy (NFKC, length in code points) to a new password and hashes
@@ -135,6 +201,8 @@ pub struct EngineBuilder {
     random: Option<Arc<dyn SecureRandom>>,
     hasher: Option<Arc<dyn PasswordHasher>>,
     audit: Option<Arc<dyn AuditSink>>,
+    keys: Option<KeySet>,
+    transport: Option<Arc<dyn Transport>>,
 }
 
 impl EngineBuilder {
@@ -198,6 +266,20 @@ impl EngineBuilder {
         self
     }
 
+    /// Signs with these keys. Without it the engine generates an ES256 key at start-up —
+    /// fine for a demo or a single process, but tokens then die with the process: production
+    /// loads persisted keys ([`SigningKey::from_pkcs8_pem`], [`SigningKey::from_private_jwk`]).
+    pub fn keys(mut self, keys: KeySet) -> Self {
+        self.keys = Some(keys);
+        self
+    }
+
+    /// Uses this transport for outbound HTTP (client JWKS, external providers).
+    pub fn transport(mut self, transport: Arc<dyn Transport>) -> Self {
+        self.transport = Some(transport);
+        self
+    }
+
     /// Validates the configuration and builds the engine. Installs the JOSE crypto provider
     /// (see [`crate::crypto`]).
     pub fn build(self) -> Result<Engine, ConfigError> {
@@ -220,19 +302,48 @@ impl EngineBuilder {
             .logins
             .unwrap_or_else(|| Arc::new(default_store.clone()));
         let once = self.once.unwrap_or_else(|| Arc::new(default_store));
+        let keys = match self.keys {
+            Some(keys) => keys,
+            None => KeySet::new(
+                SigningKey::generate(SigningAlgorithm::Es256, random.as_ref())
+                    .map_err(|e| ConfigError(format!("cannot generate a signing key: {e}")))?,
+            ),
+        };
+        let clock: Arc<dyn Clock> = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let transport: Arc<dyn Transport> =
+            self.transport.unwrap_or_else(|| Arc::new(NoTransport));
+        let clients = ClientAuthenticator::new(
+            directory.clone(),
+            once.clone(),
+            transport.clone(),
+            clock.clone(),
+            parse_url(&config.oauth.issuer_id())?,
+            parse_url(&config.oauth.endpoint("oauth2/token"))?,
+            config.oauth.jwks_cache_ttl,
+        );
+        let sign_in = parse_url(&config.oauth.sign_in_url())?;
         Ok(Engine {
             inner: Arc::new(Inner {
                 config,
                 directory,
                 logins,
                 once,
-                clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+                clock,
                 random,
                 hasher,
                 audit: self.audit.unwrap_or_else(|| Arc::new(NoAudit)),
+                keys: RwLock::new(Arc::new(keys)),
+                transport,
+                clients,
+                liveness: LivenessCache::default(),
+                sign_in,
             }),
         })
     }
+}
+
+fn parse_url(text: &str) -> Result<url::Url, ConfigError> {
+    url::Url::parse(text).map_err(|e| ConfigError(format!("{text} is not a URL: {e}")))
 }
 
 impl fmt::Debug for EngineBuilder {

@@ -40,6 +40,8 @@ use crate::secret::{BearerSecret, SecretHash};
 
 pub use credentials::{Authenticated, Credentials};
 pub use domain::{Domain, ExternalRedirect, LoginRequest, Method};
+pub(crate) use profile::{access_policy, check_membership};
+pub(crate) use scope::granted_scope;
 pub use profile::ProfileChoice;
 pub use second_factor::EnrolmentUri;
 
@@ -181,11 +183,48 @@ stored_stage!(
     Scope,
     StageTag::Scope
 );
-stored_stage!(
-    /// An authorization code was issued and waits for the token endpoint.
-    Authorized,
-    StageTag::Authorized
-);
+/// An authorization code was issued and waits for the token endpoint.
+#[derive(Debug)]
+pub struct Authorized {
+    pub(crate) stored: Stored,
+    /// The single-sign-on session secret, only on the login value that issued it.
+    pub(crate) session: Option<BearerSecret>,
+}
+impl sealed::Sealed for Authorized {}
+impl Stage for Authorized {}
+impl Resumable for Authorized {
+    const TAG: StageTag = StageTag::Authorized;
+    fn from_stored(stored: Stored) -> Self {
+        Self {
+            stored,
+            session: None,
+        }
+    }
+}
+impl Login<Authorized> {
+    /// The handle that continues this login (Medplum's `login`).
+    pub fn handle(&self) -> &LoginHandle {
+        &self.stage.stored.handle
+    }
+
+    /// The stored record.
+    pub fn record(&self) -> &LoginRecord {
+        &self.stage.stored.record
+    }
+
+    /// The login's id (not secret).
+    pub fn id(&self) -> &LoginId {
+        &self.stage.stored.record.id
+    }
+
+    /// The single-sign-on session secret issued with the code, for the browser cookie
+    /// (Medplum's `medplum-<clientId>`; set it `Secure; HttpOnly; SameSite`). Present only
+    /// on the value returned by the step that issued the code, and only for logins through a
+    /// client. Only its hash is stored.
+    pub fn sso_session(&self) -> Option<&BearerSecret> {
+        self.stage.session.as_ref()
+    }
+}
 
 /// A login in stage `S`. Transitions consume it; see the [module documentation](self).
 #[derive(Debug)]

@@ -112,9 +112,11 @@ async fn select(
     .await
 }
 
-type Selected = (ProjectMembership, Option<Reference>, Option<Reference>);
+pub(crate) type Selected = (ProjectMembership, Option<Reference>, Option<Reference>);
 
-async fn check_membership(
+/// Medplum's membership checks for a login, in Medplum's order (see [`Login::choose`]);
+/// returns the membership and the patient and encounter in context.
+pub(crate) async fn check_membership(
     engine: &Engine,
     record: &LoginRecord,
     id: &MembershipId,

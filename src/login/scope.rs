@@ -7,7 +7,7 @@ use super::{AuthorizationCode, Authorized, Login, Scope, Stored, advance};
 use crate::audit::AuditKind;
 use crate::engine::Engine;
 use crate::error::{LoginError, PolicyError, RequestError};
-use crate::model::{CodeState, LoginRecord};
+use crate::model::{CodeState, LoginRecord, SessionState};
 use crate::scope::{ScopeSet, effective_policy};
 use crate::secret::BearerSecret;
 
@@ -66,7 +66,17 @@ async fn issue(
     stored.check_live(&engine)?;
     let granted = granted_scope(&engine, &stored.record, consent).await?;
     let code = BearerSecret::generate(engine.random())?;
-    let expires_at = engine.now().saturating_add(engine.config().code_lifetime);
+    let now = engine.now();
+    let expires_at = now.saturating_add(engine.config().code_lifetime);
+    // A login through a client gets a single-sign-on session (the browser cookie).
+    let session = match stored.record.params.client {
+        Some(_) => Some(BearerSecret::generate(engine.random())?),
+        None => None,
+    };
+    let session_state = session.as_ref().map(|s| SessionState {
+        hash: s.hash(),
+        expires_at: now.saturating_add(engine.config().oauth.sso_lifetime),
+    });
     let scope_text = granted.to_string();
     let context = super::record_context(&stored.record);
     let code_state = CodeState {
@@ -75,17 +85,23 @@ async fn issue(
         redeemed: false,
     };
     let text = scope_text.clone();
-    let login = advance::<Authorized>(engine.clone(), stored, move |r| {
+    let mut login = advance::<Authorized>(engine.clone(), stored, move |r| {
         r.granted_scope = Some(text);
         r.code = Some(code_state);
         r.expires_at = expires_at;
+        if session_state.is_some() {
+            r.session = session_state;
+        }
     })
     .await?;
+    login.stage.session = session;
     engine.audit(AuditKind::CodeIssued { scope: scope_text }, context);
     Ok((login, AuthorizationCode { code, expires_at }))
 }
 
-async fn granted_scope(
+/// The scope a login is granted: the request (or a consent within it) ∩ what the client may
+/// be granted, narrowed by the membership's access policy; `patient/` scopes need a patient.
+pub(crate) async fn granted_scope(
     engine: &Engine,
     record: &LoginRecord,
     consent: Option<&str>,

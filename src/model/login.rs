@@ -65,6 +65,8 @@ pub enum AuthMethod {
     External,
     /// Google sign-in.
     Google,
+    /// A confidential client acting for itself (`client_credentials`).
+    Client,
 }
 
 /// Authentication method references (RFC 8176) accumulated by a login.

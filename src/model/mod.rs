@@ -21,5 +21,6 @@ pub use ids::{
     Reference, UserId,
 };
 pub use login::*;
+pub(crate) use ids::random_uuid;
 pub use project::{FEATURE_GOOGLE_AUTH_REQUIRED, Project, ProjectMembership, SmartLaunch};
 pub use user::{PasswordHash, TotpSecret, TotpState, User, normalize_email};

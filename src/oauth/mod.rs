@@ -1,9 +1,15 @@
 //! The OAuth 2.0 / OpenID Connect endpoints' logic, free of I/O: typed requests in, typed
 //! responses (status, headers, JSON body) out, so an HTTP layer only moves bytes.
 
+mod authorize;
+pub mod discovery;
+mod endpoints;
 mod error;
+mod token;
 
+pub use authorize::{AuthorizeOutcome, AuthorizeRequest};
 pub use error::{ErrorCode, OAuthError};
+pub use token::TokenRequest;
 
 /// A response from one of the endpoints: status, headers and a JSON body. Every response
 /// carries `Cache-Control: no-store` and `Pragma: no-cache` (RFC 6749 §5.1), since most of

@@ -436,6 +436,7 @@ impl LoginStore for MemoryStore {
         &self,
         presented: &SecretHash,
         next: &SecretHash,
+        client: Option<&ClientId>,
         now: OffsetDateTime,
     ) -> Result<RefreshRotation, StoreError> {
         let mut data = self.logins();
@@ -451,7 +452,7 @@ impl LoginStore for MemoryStore {
         let Some(family) = record.refresh.as_mut() else {
             return Ok(RefreshRotation::Unknown);
         };
-        if record.revoked {
+        if record.revoked || record.params.client.as_ref() != client {
             return Ok(RefreshRotation::Unknown);
         }
         if family.retired.iter().any(|h| h.ct_eq(presented)) {
@@ -469,6 +470,18 @@ impl LoginStore for MemoryStore {
         let updated = record.clone();
         data.by_hash.insert(*next, id);
         Ok(RefreshRotation::Rotated(updated))
+    }
+
+    async fn login_by_refresh(&self, token: &SecretHash) -> Result<Option<LoginRecord>, StoreError> {
+        let data = self.logins();
+        Ok(data
+            .find(token)
+            .filter(|r| {
+                r.refresh.as_ref().is_some_and(|f| {
+                    f.current.ct_eq(token) || f.retired.iter().any(|h| h.ct_eq(token))
+                })
+            })
+            .cloned())
     }
 
     async fn login_by_session(

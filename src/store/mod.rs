@@ -146,15 +146,20 @@ pub trait LoginStore: Send + Sync {
         now: OffsetDateTime,
     ) -> Result<CodeRedemption, StoreError>;
     /// Atomically rotates a refresh token: if `presented` is the current token of a live,
-    /// unexpired family, make `next` current and remember `presented` as retired. Of any
-    /// number of concurrent calls with the same token exactly one sees
-    /// [`RefreshRotation::Rotated`]; the others see [`RefreshRotation::Reused`].
+    /// unexpired family issued to `client` (`None`: a login without a client), make `next`
+    /// current and remember `presented` as retired. Of any number of concurrent calls with the
+    /// same token exactly one sees [`RefreshRotation::Rotated`]; the others see
+    /// [`RefreshRotation::Reused`]. A token of another client's family is
+    /// [`RefreshRotation::Unknown`] and changes nothing.
     async fn rotate_refresh(
         &self,
         presented: &SecretHash,
         next: &SecretHash,
+        client: Option<&ClientId>,
         now: OffsetDateTime,
     ) -> Result<RefreshRotation, StoreError>;
+    /// The login whose refresh family contains `token` (current or retired).
+    async fn login_by_refresh(&self, token: &SecretHash) -> Result<Option<LoginRecord>, StoreError>;
     /// The login whose single-sign-on session secret hashes to `session`.
     async fn login_by_session(
         &self,

@@ -1,2 +1,13 @@
-//! Tokens: signing keys and the key set, access and ID token claims, issuance, verification
-//! for resource servers, and opaque refresh tokens.
+//! Tokens: signing keys and the key set, access and ID token claims, issuance, and
+//! verification for resource servers. Refresh tokens are opaque bearer secrets kept in the
+//! login store (see [`crate::store::LoginStore::rotate_refresh`]).
+
+pub mod claims;
+mod issue;
+pub mod keys;
+pub mod verify;
+
+pub use claims::{AccessClaims, IdClaims};
+pub use issue::IssuedTokens;
+pub(crate) use issue::Grant;
+pub use verify::{Principal, Subject, VerifyError};

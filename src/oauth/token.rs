@@ -1,0 +1,429 @@
+//! The token endpoint: `authorization_code`, `refresh_token` and `client_credentials`.
+//!
+//! Every single-use value is consumed by one atomic store call before anything is issued:
+//! the code by [`consume_code`](crate::store::LoginStore::consume_code), the refresh token by
+//! [`rotate_refresh`](crate::store::LoginStore::rotate_refresh). A replayed code or a reused
+//! refresh token revokes the whole grant, and with it every token issued from it.
+
+use std::net::IpAddr;
+
+use super::client_auth::{AuthenticatedClient, PresentedCredentials, presented_credentials};
+use super::{Form, OAuthError, OAuthResponse};
+use crate::engine::Engine;
+use crate::login::access_policy;
+use crate::model::{
+    AuthMethod, ClientApplication, LoginId, LoginParams, LoginRecord, RefreshPolicy,
+    RefreshState, Reference, StageTag, UserId,
+};
+use crate::pkce;
+use crate::scope::{Scope, ScopeSet, effective_policy};
+use crate::secret::{BearerSecret, SecretHash};
+use crate::store::{CodeRedemption, RefreshRotation};
+use crate::token::{Grant, IssuedTokens};
+
+/// A request to the token endpoint.
+#[derive(Debug, Clone)]
+pub struct TokenRequest {
+    /// The `Authorization` header, if any.
+    pub authorization: Option<String>,
+    /// The form body.
+    pub form: Form,
+    /// Client address.
+    pub remote_address: Option<IpAddr>,
+    /// User agent.
+    pub user_agent: Option<String>,
+}
+
+impl TokenRequest {
+    /// A request from a form body alone.
+    pub fn from_form(form: Form) -> Self {
+        Self {
+            authorization: None,
+            form,
+            remote_address: None,
+            user_agent: None,
+        }
+    }
+}
+
+/// Longest accepted code or refresh token.
+const MAX_TOKEN: usize = 256;
+
+fn server(e: impl std::fmt::Display) -> OAuthError {
+    OAuthError::server_error(e.to_string())
+}
+
+impl Engine {
+    /// Answers a token request: the token response, or an RFC 6749 error response. Both
+    /// carry `Cache-Control: no-store`.
+    pub async fn token(&self, request: TokenRequest) -> OAuthResponse {
+        match self.token_grant(&request).await {
+            Ok(issued) => issued.response,
+            Err(error) => error.to_response(),
+        }
+    }
+
+    /// The typed form of [`Engine::token`].
+    pub async fn token_grant(&self, request: &TokenRequest) -> Result<IssuedTokens, OAuthError> {
+        let form = &request.form;
+        let grant_type = form
+            .get("grant_type")
+            .ok_or_else(|| OAuthError::invalid_request("Missing grant_type"))?;
+        let presented = presented_credentials(request.authorization.as_deref(), form)?;
+        let client = self.identify_client(&presented).await?;
+        match grant_type {
+            "authorization_code" => self.authorization_code(client, form).await,
+            "refresh_token" => self.refresh_token(client, form).await,
+            "client_credentials" => self.client_credentials(client, request).await,
+            other => Err(OAuthError::new(
+                super::ErrorCode::UnsupportedGrantType,
+                format!("Unsupported grant_type {other}"),
+            )),
+        }
+    }
+
+    /// Authenticates the client, or accepts "no client" (a login started without one, as
+    /// Medplum's own app does: it sends an empty `client_id`).
+    pub(crate) async fn identify_client(
+        &self,
+        presented: &PresentedCredentials,
+    ) -> Result<Option<AuthenticatedClient>, OAuthError> {
+        if let PresentedCredentials::None { client_id: None } = presented {
+            return Ok(None);
+        }
+        Ok(Some(self.inner.clients.authenticate(presented).await?))
+    }
+
+    async fn authorization_code(
+        &self,
+        client: Option<AuthenticatedClient>,
+        form: &Form,
+    ) -> Result<IssuedTokens, OAuthError> {
+        let code = form
+            .get("code")
+            .ok_or_else(|| OAuthError::invalid_request("Missing code"))?;
+        if code.len() > MAX_TOKEN {
+            return Err(OAuthError::invalid_grant("Invalid code"));
+        }
+        let now = self.now();
+        let record = match self
+            .login_store()
+            .consume_code(&SecretHash::of_presented(code), now)
+            .await
+            .map_err(server)?
+        {
+            CodeRedemption::Redeemed(record) => record,
+            CodeRedemption::Replayed(record) => {
+                self.revoke_grant(&record.id).await?;
+                return Err(OAuthError::invalid_grant(
+                    "Code already used; the grant and its tokens are revoked",
+                ));
+            }
+            CodeRedemption::Expired => return Err(OAuthError::invalid_grant("Code expired")),
+            CodeRedemption::Unknown => return Err(OAuthError::invalid_grant("Invalid code")),
+        };
+        // The code is spent. A request that does not match its bindings burns it and the
+        // grant: the legitimate client starts again rather than an attacker winning a race.
+        if let Err(error) = check_bindings(&record, client.as_ref(), form) {
+            self.revoke_grant(&record.id).await?;
+            return Err(error);
+        }
+        let client_app = client.as_ref().map(|c| &c.client);
+        let granted = ScopeSet::parse(record.granted_scope.as_deref().unwrap_or_default())
+            .map_err(server)?;
+        let refresh = self.refresh_policy(&record, client_app, &granted).await?;
+        let mut stored = record.clone();
+        let refresh_token = match refresh {
+            true => Some(BearerSecret::generate(self.random()).map_err(server)?),
+            false => None,
+        };
+        let oauth = &self.config().oauth;
+        let access_end = now.saturating_add(oauth.access_token_lifetime);
+        stored.refresh = refresh_token.as_ref().map(|t| RefreshState {
+            current: t.hash(),
+            retired: Vec::new(),
+            expires_at: now.saturating_add(oauth.refresh_lifetime),
+        });
+        // The grant lives as long as anything issued from it can be used.
+        stored.expires_at = [
+            Some(access_end),
+            stored.refresh.as_ref().map(|r| r.expires_at),
+            stored.session.as_ref().map(|s| s.expires_at),
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or(access_end);
+        stored.version = record.version.saturating_add(1);
+        if !self
+            .login_store()
+            .update_login(&stored, record.version)
+            .await
+            .map_err(server)?
+        {
+            return Err(OAuthError::invalid_grant("The grant was revoked"));
+        }
+        self.issue_tokens(Grant {
+            record: &stored,
+            client: client_app,
+            scope: &granted,
+            refresh_token: refresh_token.as_ref(),
+            refreshing: false,
+        })
+        .await
+    }
+
+    /// Whether a grant gets a refresh token: per the client's setting (by default only when
+    /// `offline_access` — or Medplum's `offline` — was granted), never for a super-admin
+    /// project.
+    async fn refresh_policy(
+        &self,
+        record: &LoginRecord,
+        client: Option<&ClientApplication>,
+        granted: &ScopeSet,
+    ) -> Result<bool, OAuthError> {
+        let offline = granted.contains(&Scope::OfflineAccess)
+            || granted.contains(&Scope::Other("offline".to_owned()));
+        let wanted = match client.map(|c| c.refresh_tokens).unwrap_or_default() {
+            RefreshPolicy::OfflineAccess => offline,
+            RefreshPolicy::Always => true,
+            RefreshPolicy::Never => false,
+        };
+        if !wanted {
+            return Ok(false);
+        }
+        let super_admin = match &record.project {
+            Some(p) => self
+                .directory()
+                .project(p)
+                .await
+                .map_err(server)?
+                .is_some_and(|p| p.super_admin),
+            None => false,
+        };
+        Ok(!super_admin)
+    }
+
+    async fn refresh_token(
+        &self,
+        client: Option<AuthenticatedClient>,
+        form: &Form,
+    ) -> Result<IssuedTokens, OAuthError> {
+        let presented = form
+            .get("refresh_token")
+            .ok_or_else(|| OAuthError::invalid_request("Missing refresh_token"))?;
+        if presented.len() > MAX_TOKEN {
+            return Err(OAuthError::invalid_grant("Invalid refresh token"));
+        }
+        let hash = SecretHash::of_presented(presented);
+        let client_app = client.as_ref().map(|c| &c.client);
+        let client_id = client_app.map(|c| c.id.clone());
+
+        // Checks that must not burn the token run before the rotation.
+        let current = self
+            .login_store()
+            .login_by_refresh(&hash)
+            .await
+            .map_err(server)?
+            .filter(|r| !r.revoked && r.params.client == client_id)
+            .ok_or_else(|| OAuthError::invalid_grant("Invalid refresh token"))?;
+        let granted = ScopeSet::parse(current.granted_scope.as_deref().unwrap_or_default())
+            .map_err(server)?;
+        let scope = match form.get("scope") {
+            None => granted.clone(),
+            Some(text) => {
+                let asked = ScopeSet::parse(text)
+                    .map_err(|e| OAuthError::new(super::ErrorCode::InvalidScope, e.to_string()))?;
+                if !granted.covers(&asked) {
+                    return Err(OAuthError::new(
+                        super::ErrorCode::InvalidScope,
+                        "The requested scope exceeds the grant",
+                    ));
+                }
+                asked
+            }
+        };
+        if !matches!(
+            self.liveness(&current.id).await.map_err(server)?,
+            crate::token::verify::Liveness::Live { .. }
+        ) {
+            return Err(OAuthError::invalid_grant(
+                "The grant's membership or client is no longer active",
+            ));
+        }
+
+        let next = BearerSecret::generate(self.random()).map_err(server)?;
+        let record = match self
+            .login_store()
+            .rotate_refresh(&hash, &next.hash(), client_id.as_ref(), self.now())
+            .await
+            .map_err(server)?
+        {
+            RefreshRotation::Rotated(record) => record,
+            RefreshRotation::Reused(record) => {
+                self.revoke_grant(&record.id).await?;
+                return Err(OAuthError::invalid_grant(
+                    "Refresh token already used; the grant and its tokens are revoked",
+                ));
+            }
+            RefreshRotation::Expired => {
+                return Err(OAuthError::invalid_grant("Refresh token expired"));
+            }
+            RefreshRotation::Unknown => {
+                return Err(OAuthError::invalid_grant("Invalid refresh token"));
+            }
+        };
+        self.issue_tokens(Grant {
+            record: &record,
+            client: client_app,
+            scope: &scope,
+            refresh_token: Some(&next),
+            refreshing: true,
+        })
+        .await
+    }
+
+    async fn client_credentials(
+        &self,
+        client: Option<AuthenticatedClient>,
+        request: &TokenRequest,
+    ) -> Result<IssuedTokens, OAuthError> {
+        let unauthorized =
+            |text: &str| OAuthError::new(super::ErrorCode::UnauthorizedClient, text);
+        let client = client
+            .map(|c| c.client)
+            .ok_or_else(|| OAuthError::invalid_client("Client authentication is required", None))?;
+        if client.is_public() {
+            return Err(unauthorized(
+                "Public clients cannot use the client_credentials grant",
+            ));
+        }
+        let allowed =
+            ScopeSet::parse(&client.allowed_scopes).map_err(|_| server("client scope"))?;
+        let requested = match request.form.get("scope") {
+            Some(text) => ScopeSet::parse(text)
+                .map_err(|e| OAuthError::new(super::ErrorCode::InvalidScope, e.to_string()))?,
+            None => match &client.default_scope {
+                Some(text) => ScopeSet::parse(text).map_err(server)?,
+                None => allowed.clone(),
+            },
+        };
+        if !allowed.covers(&requested) {
+            return Err(OAuthError::new(
+                super::ErrorCode::InvalidScope,
+                "The requested scope exceeds what the client may be granted",
+            ));
+        }
+        // A client acts through its own membership: user = the client's id, profile =
+        // ClientApplication/<id> (Medplum's model).
+        let profile = Reference::new("ClientApplication", client.id.as_str())
+            .map_err(|_| unauthorized("The client id cannot be a FHIR id"))?;
+        let membership = self
+            .directory()
+            .memberships_of(&UserId::new(client.id.as_str()))
+            .await
+            .map_err(server)?
+            .into_iter()
+            .find(|m| m.active && m.project == client.project && m.profile == profile)
+            .ok_or_else(|| unauthorized("The client has no active membership in its project"))?;
+        let policy = access_policy(self, &membership)
+            .await
+            .map_err(|e| OAuthError::invalid_request(e.to_string()))?;
+        policy
+            .check_ip(request.remote_address)
+            .map_err(|e| OAuthError::invalid_request(e.to_string()))?;
+        let granted = requested.narrow_to_policy(&policy);
+        effective_policy(&policy, &granted, None).map_err(|e| {
+            OAuthError::new(super::ErrorCode::InvalidScope, e.to_string())
+        })?;
+
+        let now = self.now();
+        let handle = BearerSecret::generate(self.random()).map_err(server)?;
+        let mut record = LoginRecord::new(
+            LoginId::generate(self.random()).map_err(server)?,
+            handle.hash(),
+            LoginParams {
+                client: Some(client.id.clone()),
+                project: Some(client.project.clone()),
+                scope: requested.to_string(),
+                remote_address: request.remote_address,
+                user_agent: request.user_agent.clone(),
+                ..LoginParams::default()
+            },
+            AuthMethod::Client,
+            now,
+            now.saturating_add(self.config().oauth.access_token_lifetime),
+        );
+        record.stage = StageTag::Granted;
+        record.auth_time = Some(now);
+        record.membership = Some(membership.id.clone());
+        record.project = Some(membership.project.clone());
+        record.profile = Some(membership.profile.clone());
+        record.granted_scope = Some(granted.to_string());
+        self.login_store()
+            .create_login(&record)
+            .await
+            .map_err(server)?;
+        self.issue_tokens(Grant {
+            record: &record,
+            client: Some(&client),
+            scope: &granted,
+            refresh_token: None,
+            refreshing: false,
+        })
+        .await
+    }
+
+    /// Revokes a grant: its login, and so every access and refresh token issued from it.
+    pub(crate) async fn revoke_grant(&self, login: &LoginId) -> Result<(), OAuthError> {
+        self.login_store()
+            .revoke_login(login)
+            .await
+            .map_err(server)?;
+        self.inner.liveness.forget(login);
+        Ok(())
+    }
+}
+
+/// The code's bindings: the client it was issued to, the redirect URI of the authorization
+/// request, and the PKCE challenge.
+fn check_bindings(
+    record: &LoginRecord,
+    client: Option<&AuthenticatedClient>,
+    form: &Form,
+) -> Result<(), OAuthError> {
+    let presented = client.map(|c| &c.client.id);
+    if record.params.client.as_ref() != presented {
+        return Err(OAuthError::invalid_grant(
+            "The code was issued to another client",
+        ));
+    }
+    if let Some(uri) = &record.params.redirect_uri {
+        if form.get("redirect_uri") != Some(uri.as_str()) {
+            return Err(OAuthError::invalid_grant(
+                "redirect_uri does not match the authorization request",
+            ));
+        }
+    }
+    let verifier = form.get("code_verifier");
+    match (&record.params.code_challenge, verifier) {
+        (Some(challenge), Some(verifier)) => {
+            if !pkce::verify(challenge, verifier) {
+                return Err(OAuthError::invalid_grant("Invalid code_verifier"));
+            }
+        }
+        (Some(_), None) => return Err(OAuthError::invalid_grant("Missing code_verifier")),
+        (None, Some(_)) => {
+            return Err(OAuthError::invalid_grant(
+                "code_verifier sent for a code issued without a code_challenge",
+            ));
+        }
+        (None, None) => {
+            // Only a confidential client that authenticated may redeem without PKCE.
+            if client.is_none_or(|c| c.client.is_public()) {
+                return Err(OAuthError::invalid_grant("Missing code_verifier"));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,260 @@
+//! Verification for resource servers: one call turns a bearer token into a [`Principal`] or a
+//! typed refusal.
+//!
+//! In order: the JWT (key by `kid`, the key's own algorithm only, `typ` = `at+jwt`, `iss`,
+//! `aud`, times with leeway — ID tokens, refresh tokens and anything else fail here), then
+//! the grant is live: the login exists, is granted and not revoked, its membership is active,
+//! its client is active. The second half can be served from a cache whose staleness bound is
+//! configured ([`OAuthConfig::verify_cache`](crate::config::OAuthConfig::verify_cache)):
+//! with a bound of `d`, a revocation or deactivation takes effect within `d`.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
+use time::OffsetDateTime;
+
+use super::claims::{ACCESS_TOKEN_TYP, AccessClaims};
+use super::keys::{Expectation, TokenError};
+use crate::engine::Engine;
+use crate::model::{
+    AuthMethod, ClientId, ClientStatus, LoginId, MembershipId, ProjectId, Reference, StageTag,
+    UserId,
+};
+use crate::scope::ScopeSet;
+use crate::store::StoreError;
+
+/// Who a verified access token speaks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The grant (login) the token belongs to.
+    pub login: LoginId,
+    /// A user, or a client acting for itself.
+    pub subject: Subject,
+    /// The client the token was issued to, if any.
+    pub client: Option<ClientId>,
+    /// The membership the token acts as.
+    pub membership: MembershipId,
+    /// The project the token is bound to.
+    pub project: ProjectId,
+    /// The FHIR identity (`Practitioner/123`).
+    pub profile: Reference,
+    /// Granted scope.
+    pub scope: ScopeSet,
+    /// Patient in context.
+    pub patient: Option<Reference>,
+    /// Encounter in context.
+    pub encounter: Option<Reference>,
+    /// The token's `jti`.
+    pub token_id: String,
+    /// The token's expiry.
+    pub expires_at: OffsetDateTime,
+    /// The token's issue time.
+    pub issued_at: OffsetDateTime,
+}
+
+/// Whom a token speaks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    /// A signed-in user.
+    User(UserId),
+    /// A client acting for itself (`client_credentials`).
+    Client(ClientId),
+}
+
+/// Why a bearer token was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// Not a valid access token of this server (signature, type, issuer, audience, time).
+    #[error("invalid access token: {0}")]
+    Invalid(#[from] TokenError),
+    /// The grant was revoked, never completed, or is gone.
+    #[error("the token's grant is revoked")]
+    Revoked,
+    /// The membership or client behind the grant is no longer active.
+    #[error("the token's membership or client is inactive")]
+    Inactive,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl VerifyError {
+    /// The RFC 6750 `WWW-Authenticate` challenge for this refusal.
+    pub fn challenge(&self) -> String {
+        match self {
+            VerifyError::Store(_) => "Bearer realm=\"fhirgate\"".to_owned(),
+            other => format!(
+                "Bearer realm=\"fhirgate\", error=\"invalid_token\", error_description=\"{}\"",
+                match other {
+                    VerifyError::Invalid(_) => "invalid access token",
+                    VerifyError::Revoked => "the grant is revoked",
+                    _ => "the membership or client is inactive",
+                }
+            ),
+        }
+    }
+}
+
+/// What the store said about a grant, as cached.
+#[derive(Debug, Clone)]
+pub(crate) enum Liveness {
+    Live {
+        membership: MembershipId,
+        project: ProjectId,
+        profile: Reference,
+        patient: Option<Reference>,
+        encounter: Option<Reference>,
+        client_grant: bool,
+    },
+    Revoked,
+    Inactive,
+}
+
+/// The bounded-staleness cache of grant liveness.
+#[derive(Debug, Default)]
+pub(crate) struct LivenessCache {
+    entries: Mutex<HashMap<LoginId, (OffsetDateTime, Liveness)>>,
+}
+
+const CACHE_CAPACITY: usize = 65_536;
+
+impl LivenessCache {
+    fn get(&self, login: &LoginId, not_before: OffsetDateTime) -> Option<Liveness> {
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries
+            .get(login)
+            .filter(|(checked, _)| *checked >= not_before)
+            .map(|(_, l)| l.clone())
+    }
+
+    fn put(&self, login: LoginId, checked: OffsetDateTime, liveness: Liveness) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if entries.len() >= CACHE_CAPACITY {
+            entries.clear();
+        }
+        entries.insert(login, (checked, liveness));
+    }
+
+    /// Forgets a grant (after this engine revoked it, so its own answers are immediate).
+    pub(crate) fn forget(&self, login: &LoginId) {
+        self.entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(login);
+    }
+}
+
+fn time_of(seconds: i64) -> Result<OffsetDateTime, VerifyError> {
+    OffsetDateTime::from_unix_timestamp(seconds)
+        .map_err(|_| VerifyError::Invalid(TokenError::Malformed))
+}
+
+impl Engine {
+    /// Verifies a bearer access token and returns whom it speaks for.
+    pub async fn verify_access_token(&self, token: &str) -> Result<Principal, VerifyError> {
+        let oauth = &self.config().oauth;
+        let now = self.now();
+        let issuer = oauth.issuer_id();
+        let audience = oauth.audience();
+        let claims: AccessClaims = self.key_set().verify(
+            token,
+            &Expectation {
+                typ: ACCESS_TOKEN_TYP,
+                issuer: &issuer,
+                audience: &audience,
+                now,
+                leeway_seconds: oauth.leeway.whole_seconds(),
+            },
+        )?;
+        let login = LoginId::new(claims.login_id.clone());
+        let liveness = self.liveness(&login).await?;
+        let Liveness::Live {
+            membership,
+            project,
+            profile,
+            patient,
+            encounter,
+            client_grant,
+        } = liveness
+        else {
+            return Err(match liveness {
+                Liveness::Inactive => VerifyError::Inactive,
+                _ => VerifyError::Revoked,
+            });
+        };
+        let client = claims.client_id.map(ClientId::new);
+        let subject = match (client_grant, &client) {
+            (true, Some(c)) => Subject::Client(c.clone()),
+            _ => Subject::User(UserId::new(claims.sub)),
+        };
+        Ok(Principal {
+            login,
+            subject,
+            client,
+            membership,
+            project,
+            profile,
+            scope: ScopeSet::parse(&claims.scope)
+                .map_err(|_| VerifyError::Invalid(TokenError::Malformed))?,
+            patient,
+            encounter,
+            token_id: claims.jti,
+            expires_at: time_of(claims.exp)?,
+            issued_at: time_of(claims.iat)?,
+        })
+    }
+
+    /// Whether a grant is live: from the cache within its staleness bound, else the store.
+    pub(crate) async fn liveness(&self, login: &LoginId) -> Result<Liveness, VerifyError> {
+        let now = self.now();
+        let bound = self.config().oauth.verify_cache;
+        if let Some(bound) = bound {
+            if let Some(cached) = self.inner.liveness.get(login, now - bound) {
+                return Ok(cached);
+            }
+        }
+        let liveness = self.check_liveness(login).await?;
+        if bound.is_some() {
+            self.inner.liveness.put(login.clone(), now, liveness.clone());
+        }
+        Ok(liveness)
+    }
+
+    async fn check_liveness(&self, login: &LoginId) -> Result<Liveness, VerifyError> {
+        let Some(record) = self.login_store().login(login).await? else {
+            return Ok(Liveness::Revoked);
+        };
+        if record.revoked || record.stage != StageTag::Granted {
+            return Ok(Liveness::Revoked);
+        }
+        let (Some(membership_id), Some(project), Some(profile)) =
+            (record.membership.clone(), record.project.clone(), record.profile.clone())
+        else {
+            return Ok(Liveness::Revoked);
+        };
+        let directory = self.directory();
+        match directory.membership(&membership_id).await? {
+            Some(m) if m.active => {}
+            _ => return Ok(Liveness::Inactive),
+        }
+        if let Some(client_id) = &record.params.client {
+            match directory.client(client_id).await? {
+                Some(c) if c.status == ClientStatus::Active => {}
+                _ => return Ok(Liveness::Inactive),
+            }
+        }
+        if let Some(user) = &record.user {
+            if directory.user(user).await?.is_none() {
+                return Ok(Liveness::Inactive);
+            }
+        }
+        Ok(Liveness::Live {
+            membership: membership_id,
+            project,
+            profile,
+            patient: record.patient,
+            encounter: record.encounter,
+            client_grant: record.auth_method == AuthMethod::Client,
+        })
+    }
+}
