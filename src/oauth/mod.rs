@@ -1,9 +1,17 @@
 //! The OAuth 2.0 / OpenID Connect endpoints' logic, free of I/O: typed requests in, typed
 //! responses (status, headers, JSON body) out, so an HTTP layer only moves bytes.
 
+mod client_auth;
 mod error;
+mod form;
 
+pub use client_auth::{
+    ASSERTION_LEEWAY, AuthenticatedClient, CLIENT_ASSERTION_TYPE_JWT_BEARER, ClientAuthenticator,
+    JWKS_REFETCH_INTERVAL, MAX_ASSERTION_BYTES, MAX_ASSERTION_LIFETIME, MAX_JWKS_BYTES,
+    PresentedCredentials, presented_credentials,
+};
 pub use error::{ErrorCode, OAuthError};
+pub use form::{Form, MAX_FORM_BYTES, MAX_FORM_PARAMS};
 
 /// A response from one of the endpoints: status, headers and a JSON body. Every response
 /// carries `Cache-Control: no-store` and `Pragma: no-cache` (RFC 6749 §5.1), since most of
