@@ -3,10 +3,13 @@
 use std::fmt;
 use std::net::IpAddr;
 
+use jsonwebtoken::jwk::JwkSet;
 use serde::{Deserialize, Serialize};
 use url::{Host, Url};
 
 use super::{ClientId, ProjectId};
+use crate::random::{RandomError, SecureRandom};
+use crate::secret::{BearerSecret, SecretHash};
 
 /// An OAuth client registered with a project.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +43,32 @@ pub struct ClientApplication {
     /// An external identity provider every login through this client must use.
     #[serde(default)]
     pub identity_provider: Option<IdentityProvider>,
+    /// How the client authenticates at the token endpoint: exactly one method per client.
+    /// The default, [`ClientAuthMethod::None`], makes it a public client.
+    #[serde(default)]
+    pub auth_method: ClientAuthMethod,
+    /// SHA-256 of the client secret (for `client_secret_basic` / `client_secret_post`);
+    /// never the secret itself.
+    #[serde(default)]
+    pub secret: Option<ClientSecretHash>,
+    /// The previous secret, still accepted while the client rotates to [`secret`](Self::secret).
+    /// Remove it to end the rotation.
+    #[serde(default)]
+    pub retiring_secret: Option<ClientSecretHash>,
+    /// The client's public keys, inline, for `private_key_jwt`.
+    #[serde(default)]
+    pub jwks: Option<JwkSet>,
+    /// Where the client publishes its public keys for `private_key_jwt`, fetched through the
+    /// host's [`Transport`](crate::transport::Transport). Used when [`jwks`](Self::jwks) is
+    /// `None`; must be `https`.
+    #[serde(default)]
+    pub jwks_uri: Option<Url>,
+    /// Access token lifetime in seconds; `None` means the engine's default.
+    #[serde(default)]
+    pub access_token_lifetime: Option<i64>,
+    /// When the client gets refresh tokens.
+    #[serde(default)]
+    pub refresh_tokens: RefreshPolicy,
 }
 
 impl ClientApplication {
@@ -56,7 +85,20 @@ impl ClientApplication {
             pkce: PkcePolicy::Required,
             allowed_origins: Vec::new(),
             identity_provider: None,
+            auth_method: ClientAuthMethod::None,
+            secret: None,
+            retiring_secret: None,
+            jwks: None,
+            jwks_uri: None,
+            access_token_lifetime: None,
+            refresh_tokens: RefreshPolicy::OfflineAccess,
         }
+    }
+
+    /// Whether this is a public client: one that cannot keep a secret and authenticates with
+    /// nothing but its `client_id` ([`ClientAuthMethod::None`]).
+    pub fn is_public(&self) -> bool {
+        self.auth_method == ClientAuthMethod::None
     }
 
     /// Whether `uri` is one of the registered redirect URIs: an exact string match, or — for
@@ -94,6 +136,97 @@ fn loopback_port_variant(registered: &str, presented: &str) -> bool {
         && a.query() == b.query()
         && a.fragment().is_none()
         && b.fragment().is_none()
+}
+
+/// How a client authenticates at the token endpoint (the `token_endpoint_auth_method` of
+/// RFC 7591 §2). Each client has exactly one; a request using another is refused.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuthMethod {
+    /// A public client: presents its `client_id` only, and must use PKCE.
+    #[default]
+    None,
+    /// The secret in an HTTP Basic `Authorization` header (RFC 6749 §2.3.1).
+    ClientSecretBasic,
+    /// The secret as the `client_secret` form parameter (RFC 6749 §2.3.1).
+    ClientSecretPost,
+    /// A JWT signed with the client's private key (RFC 7523 §2.2, SMART asymmetric client
+    /// authentication), verified with [`ClientApplication::jwks`] or
+    /// [`ClientApplication::jwks_uri`].
+    PrivateKeyJwt,
+}
+
+impl ClientAuthMethod {
+    /// The registered name (`none`, `client_secret_basic`, `client_secret_post`,
+    /// `private_key_jwt`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientAuthMethod::None => "none",
+            ClientAuthMethod::ClientSecretBasic => "client_secret_basic",
+            ClientAuthMethod::ClientSecretPost => "client_secret_post",
+            ClientAuthMethod::PrivateKeyJwt => "private_key_jwt",
+        }
+    }
+}
+
+impl fmt::Display for ClientAuthMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The stored form of a client secret: its SHA-256, never the secret.
+///
+/// Client secrets are generated with [`generate_client_secret`] (256 random bits), so an
+/// unsalted fast hash is enough: there is nothing to brute-force offline. Serialised as the
+/// base64url digest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ClientSecretHash(SecretHash);
+
+impl ClientSecretHash {
+    /// Hashes a secret (to register it).
+    pub fn of(secret: &str) -> Self {
+        Self(SecretHash::of_presented(secret))
+    }
+
+    /// Wraps a stored digest.
+    pub fn from_hash(hash: SecretHash) -> Self {
+        Self(hash)
+    }
+
+    /// The digest.
+    pub fn hash(&self) -> &SecretHash {
+        &self.0
+    }
+
+    /// Whether `presented` is the secret, compared in constant time.
+    pub fn matches(&self, presented: &str) -> bool {
+        self.0.ct_eq(&SecretHash::of_presented(presented))
+    }
+}
+
+/// Draws a new client secret: the secret to show the client's owner once, and the hash to
+/// store in [`ClientApplication::secret`].
+pub fn generate_client_secret(
+    rng: &dyn SecureRandom,
+) -> Result<(BearerSecret, ClientSecretHash), RandomError> {
+    let secret = BearerSecret::generate(rng)?;
+    let hash = ClientSecretHash::from_hash(secret.hash());
+    Ok((secret, hash))
+}
+
+/// When a client is issued refresh tokens.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefreshPolicy {
+    /// Only when the grant includes `offline_access` (the default).
+    #[default]
+    OfflineAccess,
+    /// Never.
+    Never,
+    /// With every authorization-code token response.
+    Always,
 }
 
 /// Whether a client may be used.
@@ -241,6 +374,43 @@ mod tests {
         assert!(!c.redirect_uri_registered("https://127.0.0.1:53121/cb"));
         assert!(!c.redirect_uri_registered("http://127.0.0.2:53121/cb"));
         assert!(!c.redirect_uri_registered("http://localhost.evil.org:1234"));
+    }
+
+    #[test]
+    fn new_clients_are_public_and_deserialise_with_defaults() {
+        let c = ClientApplication::new(ClientId::new("c"), ProjectId::new("p"));
+        assert!(c.is_public());
+        assert_eq!(c.auth_method.as_str(), "none");
+        assert_eq!(c.refresh_tokens, RefreshPolicy::OfflineAccess);
+        let c: ClientApplication = serde_json::from_str(r#"{"id":"c","project":"p"}"#).unwrap();
+        assert_eq!(c.auth_method, ClientAuthMethod::None);
+        assert!(c.secret.is_none() && c.jwks.is_none() && c.jwks_uri.is_none());
+        let c: ClientApplication = serde_json::from_str(
+            r#"{"id":"c","project":"p","auth_method":"private_key_jwt","refresh_tokens":"never",
+                "jwks_uri":"https://app.example.org/jwks.json"}"#,
+        )
+        .unwrap();
+        assert_eq!(c.auth_method, ClientAuthMethod::PrivateKeyJwt);
+        assert_eq!(c.refresh_tokens, RefreshPolicy::Never);
+        assert!(!c.is_public());
+    }
+
+    #[test]
+    fn client_secrets_are_stored_as_hashes_and_compared() {
+        let (secret, hash) = generate_client_secret(&crate::random::OsRandom).unwrap();
+        assert!(hash.matches(secret.expose()));
+        assert!(!hash.matches("wrong"));
+        assert_eq!(hash, ClientSecretHash::of(secret.expose()));
+        let json = serde_json::to_string(&hash).unwrap();
+        assert!(!json.contains(secret.expose()));
+        let back: ClientSecretHash = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, hash);
+        let mut c = ClientApplication::new(ClientId::new("c"), ProjectId::new("p"));
+        c.auth_method = ClientAuthMethod::ClientSecretBasic;
+        c.secret = Some(hash);
+        let stored = serde_json::to_value(&c).unwrap();
+        assert_eq!(stored["auth_method"], "client_secret_basic");
+        assert_eq!(stored["secret"], hash.hash().to_base64());
     }
 
     #[test]

@@ -13,8 +13,8 @@ pub use access_policy::{
     ResourcePolicy,
 };
 pub use client::{
-    ClientApplication, ClientStatus, DomainConfiguration, IdentityProvider, IdpTokenAuth,
-    PkcePolicy,
+    ClientApplication, ClientAuthMethod, ClientSecretHash, ClientStatus, DomainConfiguration,
+    IdentityProvider, IdpTokenAuth, PkcePolicy, RefreshPolicy, generate_client_secret,
 };
 pub use ids::{
     AccessPolicyId, ClientId, InvalidReference, LaunchId, LoginId, MembershipId, ProjectId,
