@@ -176,7 +176,13 @@ impl Engine {
         }
 
         // PKCE.
-        let policy = client.as_ref().map(|c| c.pkce).unwrap_or_default();
+        // PKCE may be optional only for a client that authenticates itself at the token
+        // endpoint; a public client (or a login without a client) always needs it.
+        let policy = match &client {
+            Some(c) if c.pkce == PkcePolicy::Optional && c.is_public() => PkcePolicy::Required,
+            Some(c) => c.pkce,
+            None => PkcePolicy::Required,
+        };
         let code_challenge = check_pkce(policy, challenge, method)?;
 
         // Scope.
