@@ -8,6 +8,9 @@ pub mod keys;
 pub mod verify;
 
 pub use claims::{AccessClaims, IdClaims};
-pub use issue::IssuedTokens;
 pub(crate) use issue::Grant;
+pub use issue::IssuedTokens;
+pub use keys::{
+    Expectation, KeyError, KeySet, SigningAlgorithm, SigningKey, TokenError, token_hash,
+};
 pub use verify::{Principal, Subject, VerifyError};
