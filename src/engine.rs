@@ -13,8 +13,8 @@ use crate::audit::{AuditEvent, AuditKind, AuditSink, NoAudit};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
 use crate::credential::password::{Argon2Hasher, PasswordHasher};
-use crate::random::{OsRandom, SecureRandom};
 use crate::oauth::ClientAuthenticator;
+use crate::random::{OsRandom, SecureRandom};
 use crate::store::{Directory, LoginStore, MemoryStore, OnceStore, StoreError};
 use crate::token::keys::{KeyError, KeySet, SigningAlgorithm, SigningKey};
 use crate::token::verify::LivenessCache;
@@ -310,8 +310,7 @@ impl EngineBuilder {
             ),
         };
         let clock: Arc<dyn Clock> = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
-        let transport: Arc<dyn Transport> =
-            self.transport.unwrap_or_else(|| Arc::new(NoTransport));
+        let transport: Arc<dyn Transport> = self.transport.unwrap_or_else(|| Arc::new(NoTransport));
         let clients = ClientAuthenticator::new(
             directory.clone(),
             once.clone(),

@@ -40,9 +40,9 @@ use crate::secret::{BearerSecret, SecretHash};
 
 pub use credentials::{Authenticated, Credentials};
 pub use domain::{Domain, ExternalRedirect, LoginRequest, Method};
+pub use profile::ProfileChoice;
 pub(crate) use profile::{access_policy, check_membership};
 pub(crate) use scope::granted_scope;
-pub use profile::ProfileChoice;
 pub use second_factor::EnrolmentUri;
 
 /// The opaque secret that continues a login from one request to the next (Medplum's `login`

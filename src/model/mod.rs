@@ -16,11 +16,11 @@ pub use client::{
     ClientApplication, ClientAuthMethod, ClientSecretHash, ClientStatus, DomainConfiguration,
     IdentityProvider, IdpTokenAuth, PkcePolicy, RefreshPolicy, generate_client_secret,
 };
+pub(crate) use ids::random_uuid;
 pub use ids::{
     AccessPolicyId, ClientId, InvalidReference, LaunchId, LoginId, MembershipId, ProjectId,
     Reference, UserId,
 };
 pub use login::*;
-pub(crate) use ids::random_uuid;
 pub use project::{FEATURE_GOOGLE_AUTH_REQUIRED, Project, ProjectMembership, SmartLaunch};
 pub use user::{PasswordHash, TotpSecret, TotpState, User, normalize_email};

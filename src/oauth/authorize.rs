@@ -46,7 +46,10 @@ impl AuthorizeRequest {
     pub fn parse(encoded: &str) -> Self {
         let mut params: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (k, v) in url::form_urlencoded::parse(encoded.as_bytes()).take(256) {
-            params.entry(k.into_owned()).or_default().push(v.into_owned());
+            params
+                .entry(k.into_owned())
+                .or_default()
+                .push(v.into_owned());
         }
         Self {
             params,
@@ -137,10 +140,10 @@ impl Engine {
         let Ok(redirect_uri) = Url::parse(redirect_text) else {
             return refuse("Invalid redirect URI");
         };
-        if let Ok(Some(mode)) = request.one("response_mode") {
-            if mode != "query" {
-                return refuse("Unsupported response_mode");
-            }
+        if let Ok(Some(mode)) = request.one("response_mode")
+            && mode != "query"
+        {
+            return refuse("Unsupported response_mode");
         }
 
         // 2. From here on, errors go back to the client.
@@ -150,9 +153,14 @@ impl Engine {
             state,
             issuer: self.config().oauth.issuer_id(),
         };
-        match self.authorize_checked(request, &client, session, &answer).await {
+        match self
+            .authorize_checked(request, &client, session, &answer)
+            .await
+        {
             Ok(outcome) => outcome,
-            Err((code, description)) => AuthorizeOutcome::Redirect(answer.error(code, &description)),
+            Err((code, description)) => {
+                AuthorizeOutcome::Redirect(answer.error(code, &description))
+            }
         }
     }
 
@@ -169,7 +177,19 @@ impl Engine {
                 .one(name)
                 .map_err(|n| invalid(format!("Parameter {n} given more than once")))
         };
-        for name in ["scope", "response_type", "nonce", "prompt", "max_age", "code_challenge", "code_challenge_method", "launch", "aud", "login_hint", "id_token_hint"] {
+        for name in [
+            "scope",
+            "response_type",
+            "nonce",
+            "prompt",
+            "max_age",
+            "code_challenge",
+            "code_challenge_method",
+            "launch",
+            "aud",
+            "login_hint",
+            "id_token_hint",
+        ] {
             one(name)?;
         }
         if one("request")?.is_some() {
@@ -199,7 +219,9 @@ impl Engine {
             .unwrap_or_default();
         let prompt_none = prompts.contains(&"none");
         if prompt_none && prompts.len() > 1 {
-            return Err(invalid("prompt=none cannot be combined with other values".to_owned()));
+            return Err(invalid(
+                "prompt=none cannot be combined with other values".to_owned(),
+            ));
         }
         let max_age = match one("max_age")? {
             None => None,
@@ -210,10 +232,10 @@ impl Engine {
         };
         let force_login = prompts.contains(&"login") || max_age == Some(0);
         let want_consent = prompts.contains(&"consent") || prompts.contains(&"select_account");
-        if let Some(aud) = one("aud")?.or(one("resource")?) {
-            if aud.trim_end_matches('/') != self.config().oauth.audience().trim_end_matches('/') {
-                return Err(invalid("Invalid audience".to_owned()));
-            }
+        if let Some(aud) = one("aud")?.or(one("resource")?)
+            && aud.trim_end_matches('/') != self.config().oauth.audience().trim_end_matches('/')
+        {
+            return Err(invalid("Invalid audience".to_owned()));
         }
 
         // The login request the sign-in page (or single sign-on) will run: the same checks
@@ -243,7 +265,8 @@ impl Engine {
         };
         let live = live.filter(|s| {
             max_age.is_none_or(|age| {
-                s.auth_time.is_some_and(|t| self.now() - t <= time::Duration::seconds(i64::from(age)))
+                s.auth_time
+                    .is_some_and(|t| self.now() - t <= time::Duration::seconds(i64::from(age)))
             })
         });
         let live = match (live, one("id_token_hint")?) {
@@ -344,8 +367,7 @@ impl Engine {
             .membership
             .clone()
             .ok_or(RequestError::ProfileNotFound)?;
-        let (membership, patient, encounter) =
-            check_membership(self, &record, &membership).await?;
+        let (membership, patient, encounter) = check_membership(self, &record, &membership).await?;
         record.membership = Some(membership.id);
         record.project = Some(membership.project);
         record.profile = Some(membership.profile);
@@ -404,7 +426,10 @@ impl Answer {
 
     fn error(&self, code: ErrorCode, description: &str) -> Url {
         let description = super::OAuthError::new(code, description).description;
-        self.with(&[("error", code.as_str()), ("error_description", &description)])
+        self.with(&[
+            ("error", code.as_str()),
+            ("error_description", &description),
+        ])
     }
 }
 

@@ -43,7 +43,8 @@ impl Engine {
                 })?;
             }
             None => {
-                let presented = presented_credentials(request.authorization.as_deref(), &request.form)?;
+                let presented =
+                    presented_credentials(request.authorization.as_deref(), &request.form)?;
                 if matches!(presented, PresentedCredentials::None { .. }) {
                     return Err(OAuthError::invalid_client(
                         "Introspection requires client authentication",
@@ -110,10 +111,7 @@ impl Engine {
 
     async fn revoke_checked(&self, request: &TokenRequest) -> Result<(), OAuthError> {
         let presented = presented_credentials(request.authorization.as_deref(), &request.form)?;
-        let caller: Option<ClientId> = self
-            .identify_client(&presented)
-            .await?
-            .map(|c| c.client.id);
+        let caller: Option<ClientId> = self.identify_client(&presented).await?.map(|c| c.client.id);
         let token = request
             .form
             .get("token")
@@ -172,7 +170,10 @@ impl Engine {
     }
 
     async fn userinfo_checked(&self, bearer: &str) -> Result<Value, OAuthError> {
-        let principal = self.verify_access_token(bearer).await.map_err(bearer_error)?;
+        let principal = self
+            .verify_access_token(bearer)
+            .await
+            .map_err(bearer_error)?;
         if !principal.scope.contains(&Scope::OpenId) {
             let mut e = OAuthError::new(
                 ErrorCode::InsufficientScope,

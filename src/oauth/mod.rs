@@ -11,10 +11,9 @@ mod token;
 
 pub use authorize::{AuthorizeOutcome, AuthorizeRequest};
 pub use client_auth::{
-    ASSERTION_ALGORITHMS, ASSERTION_LEEWAY, AuthenticatedClient,
-    CLIENT_ASSERTION_TYPE_JWT_BEARER, ClientAuthenticator, JWKS_REFETCH_INTERVAL,
-    MAX_ASSERTION_BYTES, MAX_ASSERTION_LIFETIME, MAX_JWKS_BYTES, PresentedCredentials,
-    presented_credentials,
+    ASSERTION_ALGORITHMS, ASSERTION_LEEWAY, AuthenticatedClient, CLIENT_ASSERTION_TYPE_JWT_BEARER,
+    ClientAuthenticator, JWKS_REFETCH_INTERVAL, MAX_ASSERTION_BYTES, MAX_ASSERTION_LIFETIME,
+    MAX_JWKS_BYTES, PresentedCredentials, presented_credentials,
 };
 pub use error::{ErrorCode, OAuthError};
 pub use form::{Form, MAX_FORM_BYTES, MAX_FORM_PARAMS};

@@ -12,8 +12,8 @@ use super::{Form, OAuthError, OAuthResponse};
 use crate::engine::Engine;
 use crate::login::access_policy;
 use crate::model::{
-    AuthMethod, ClientApplication, LoginId, LoginParams, LoginRecord, RefreshPolicy,
-    RefreshState, Reference, StageTag, UserId,
+    AuthMethod, ClientApplication, LoginId, LoginParams, LoginRecord, Reference, RefreshPolicy,
+    RefreshState, StageTag, UserId,
 };
 use crate::pkce;
 use crate::scope::{Scope, ScopeSet, effective_policy};
@@ -129,8 +129,8 @@ impl Engine {
             return Err(error);
         }
         let client_app = client.as_ref().map(|c| &c.client);
-        let granted = ScopeSet::parse(record.granted_scope.as_deref().unwrap_or_default())
-            .map_err(server)?;
+        let granted =
+            ScopeSet::parse(record.granted_scope.as_deref().unwrap_or_default()).map_err(server)?;
         let refresh = self.refresh_policy(&record, client_app, &granted).await?;
         let mut stored = record.clone();
         let refresh_token = match refresh {
@@ -288,8 +288,7 @@ impl Engine {
         client: Option<AuthenticatedClient>,
         request: &TokenRequest,
     ) -> Result<IssuedTokens, OAuthError> {
-        let unauthorized =
-            |text: &str| OAuthError::new(super::ErrorCode::UnauthorizedClient, text);
+        let unauthorized = |text: &str| OAuthError::new(super::ErrorCode::UnauthorizedClient, text);
         let client = client
             .map(|c| c.client)
             .ok_or_else(|| OAuthError::invalid_client("Client authentication is required", None))?;
@@ -333,9 +332,8 @@ impl Engine {
             .check_ip(request.remote_address)
             .map_err(|e| OAuthError::invalid_request(e.to_string()))?;
         let granted = requested.narrow_to_policy(&policy);
-        effective_policy(&policy, &granted, None).map_err(|e| {
-            OAuthError::new(super::ErrorCode::InvalidScope, e.to_string())
-        })?;
+        effective_policy(&policy, &granted, None)
+            .map_err(|e| OAuthError::new(super::ErrorCode::InvalidScope, e.to_string()))?;
 
         let now = self.now();
         let handle = BearerSecret::generate(self.random()).map_err(server)?;
@@ -398,12 +396,12 @@ fn check_bindings(
             "The code was issued to another client",
         ));
     }
-    if let Some(uri) = &record.params.redirect_uri {
-        if form.get("redirect_uri") != Some(uri.as_str()) {
-            return Err(OAuthError::invalid_grant(
-                "redirect_uri does not match the authorization request",
-            ));
-        }
+    if let Some(uri) = &record.params.redirect_uri
+        && form.get("redirect_uri") != Some(uri.as_str())
+    {
+        return Err(OAuthError::invalid_grant(
+            "redirect_uri does not match the authorization request",
+        ));
     }
     let verifier = form.get("code_verifier");
     match (&record.params.code_challenge, verifier) {

@@ -472,7 +472,10 @@ impl LoginStore for MemoryStore {
         Ok(RefreshRotation::Rotated(updated))
     }
 
-    async fn login_by_refresh(&self, token: &SecretHash) -> Result<Option<LoginRecord>, StoreError> {
+    async fn login_by_refresh(
+        &self,
+        token: &SecretHash,
+    ) -> Result<Option<LoginRecord>, StoreError> {
         let data = self.logins();
         Ok(data
             .find(token)

@@ -159,7 +159,8 @@ pub trait LoginStore: Send + Sync {
         now: OffsetDateTime,
     ) -> Result<RefreshRotation, StoreError>;
     /// The login whose refresh family contains `token` (current or retired).
-    async fn login_by_refresh(&self, token: &SecretHash) -> Result<Option<LoginRecord>, StoreError>;
+    async fn login_by_refresh(&self, token: &SecretHash)
+    -> Result<Option<LoginRecord>, StoreError>;
     /// The login whose single-sign-on session secret hashes to `session`.
     async fn login_by_session(
         &self,

@@ -59,8 +59,8 @@ impl Engine {
             (None, Some(client)) => client.to_string(),
             (None, None) => return Err(OAuthError::server_error("grant without a subject")),
         };
-        let jti = random_uuid(self.random())
-            .map_err(|e| OAuthError::server_error(e.to_string()))?;
+        let jti =
+            random_uuid(self.random()).map_err(|e| OAuthError::server_error(e.to_string()))?;
         let claims = AccessClaims {
             iss: oauth.issuer_id(),
             sub: subject.clone(),

@@ -208,14 +208,16 @@ impl Engine {
     pub(crate) async fn liveness(&self, login: &LoginId) -> Result<Liveness, VerifyError> {
         let now = self.now();
         let bound = self.config().oauth.verify_cache;
-        if let Some(bound) = bound {
-            if let Some(cached) = self.inner.liveness.get(login, now - bound) {
-                return Ok(cached);
-            }
+        if let Some(bound) = bound
+            && let Some(cached) = self.inner.liveness.get(login, now - bound)
+        {
+            return Ok(cached);
         }
         let liveness = self.check_liveness(login).await?;
         if bound.is_some() {
-            self.inner.liveness.put(login.clone(), now, liveness.clone());
+            self.inner
+                .liveness
+                .put(login.clone(), now, liveness.clone());
         }
         Ok(liveness)
     }
@@ -227,9 +229,11 @@ impl Engine {
         if record.revoked || record.stage != StageTag::Granted {
             return Ok(Liveness::Revoked);
         }
-        let (Some(membership_id), Some(project), Some(profile)) =
-            (record.membership.clone(), record.project.clone(), record.profile.clone())
-        else {
+        let (Some(membership_id), Some(project), Some(profile)) = (
+            record.membership.clone(),
+            record.project.clone(),
+            record.profile.clone(),
+        ) else {
             return Ok(Liveness::Revoked);
         };
         let directory = self.directory();
@@ -243,10 +247,10 @@ impl Engine {
                 _ => return Ok(Liveness::Inactive),
             }
         }
-        if let Some(user) = &record.user {
-            if directory.user(user).await?.is_none() {
-                return Ok(Liveness::Inactive);
-            }
+        if let Some(user) = &record.user
+            && directory.user(user).await?.is_none()
+        {
+            return Ok(Liveness::Inactive);
         }
         Ok(Liveness::Live {
             membership: membership_id,
