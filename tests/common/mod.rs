@@ -74,12 +74,19 @@ pub fn test_argon2() -> Argon2Config {
     }
 }
 
+pub const ISSUER: &str = "https://auth.example.org";
+pub const AUDIENCE: &str = "https://auth.example.org/fhir/R4";
+/// Secret of the `confidential` (client_secret_basic) and `m2m` clients.
+pub const CLIENT_SECRET: &str = "s3cr3t-for-tests-0123456789abcdef";
+
 pub fn config() -> Config {
-    Config {
+    let mut config = Config {
         argon2: test_argon2(),
         external_callback_url: Some("https://auth.example.org/auth/external".parse().unwrap()),
         ..Config::default()
-    }
+    };
+    config.oauth.issuer = ISSUER.to_owned();
+    config
 }
 
 impl Fixture {
@@ -132,6 +139,22 @@ impl Fixture {
         lab.allowed_scopes = "openid user/*.rs".into();
         lab.redirect_uris = vec![REDIRECT.into()];
         s.put_client(&lab).await.unwrap();
+        // A confidential web app (client_secret_basic) allowed refresh tokens.
+        let mut web = ClientApplication::new(ClientId::new("confidential"), ProjectId::new("p1"));
+        web.auth_method = ClientAuthMethod::ClientSecretBasic;
+        web.secret = Some(ClientSecretHash::of(CLIENT_SECRET));
+        web.allowed_scopes =
+            "openid fhirUser profile email offline_access patient/*.rs user/*.cruds".into();
+        web.redirect_uris = vec![REDIRECT.into()];
+        s.put_client(&web).await.unwrap();
+        // A backend service (client_credentials) acting through its own membership.
+        let mut m2m = ClientApplication::new(ClientId::new("m2m"), ProjectId::new("p1"));
+        m2m.auth_method = ClientAuthMethod::ClientSecretPost;
+        m2m.secret = Some(ClientSecretHash::of(CLIENT_SECRET));
+        m2m.allowed_scopes = "system/Observation.rs system/Patient.r".into();
+        s.put_client(&m2m).await.unwrap();
+        self.membership("m-m2m", "p1", "m2m", "ClientApplication/m2m")
+            .await;
 
         // alice: password, one membership in p1.
         self.user(
@@ -311,12 +334,82 @@ impl Fixture {
         }
     }
 
+    /// A code for alice through `client` (`app` is public with PKCE; `confidential`
+    /// authenticates with Basic), with `scope`.
+    pub async fn code_for(
+        &self,
+        client: &str,
+        scope: &str,
+    ) -> (fhirgate::Login<fhirgate::login::Authorized>, String) {
+        let mut request = self.request();
+        request.client_id = Some(client.into());
+        request.scope = Some(scope.into());
+        request.nonce = Some("n-0S6_WzA2Mj".into());
+        let login = expect_profile(
+            self.password_with(request, "alice@example.org", PASSWORD)
+                .await
+                .unwrap(),
+        );
+        let login = match login.choose_if_single().await.unwrap() {
+            fhirgate::login::ProfileChoice::Chosen(login) => login,
+            other => panic!("{other:?}"),
+        };
+        let (login, code) = login.grant(None).await.unwrap();
+        (login, code.expose().to_owned())
+    }
+
+    /// Redeems a code at the token endpoint the way a client would.
+    pub async fn redeem(&self, client: &str, code: &str) -> fhirgate::oauth::OAuthResponse {
+        let mut pairs = vec![
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+        ];
+        let mut authorization = None;
+        if client == "confidential" {
+            authorization = Some(basic("confidential", CLIENT_SECRET));
+        } else {
+            pairs.push(("client_id", client));
+        }
+        self.token(authorization, &pairs).await
+    }
+
+    /// Calls the token endpoint with a form and an optional Authorization header.
+    pub async fn token(
+        &self,
+        authorization: Option<String>,
+        pairs: &[(&str, &str)],
+    ) -> fhirgate::oauth::OAuthResponse {
+        let mut request =
+            fhirgate::oauth::TokenRequest::from_form(fhirgate::oauth::Form::from_pairs(pairs));
+        request.authorization = authorization;
+        self.engine.token(request).await
+    }
+
     /// The TOTP code an authenticator app shows now (optionally `steps` steps away).
     pub fn totp_now(&self, steps: i64) -> String {
         let secret = TotpSecret::from_bytes(TOTP_SECRET.to_vec());
         let t = self.engine.now().unix_timestamp() + steps * 30;
         totp::code_at(&secret, t as u64).unwrap()
     }
+}
+
+/// `Basic base64(id:secret)` (both urlencoded first, RFC 6749 §2.3.1).
+pub fn basic(id: &str, secret: &str) -> String {
+    use base64::Engine as _;
+    let enc = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", enc(id), enc(secret)))
+    )
+}
+
+/// A string field of a JSON response body.
+pub fn field<'a>(response: &'a fhirgate::oauth::OAuthResponse, name: &str) -> &'a str {
+    response.body[name]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {name} in {}", response.body))
 }
 
 pub fn expect_profile(a: Authenticated) -> Login<fhirgate::login::Profile> {
