@@ -147,3 +147,75 @@ async fn once_store_primitives_hold_under_contention() {
     }
     assert_eq!((claims, aboves, allowed), (1, 1, 10));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixty_four_token_requests_with_one_code_yield_exactly_one_token_response() {
+    let f = Fixture::new().await;
+    let (_, code) = f.code_for("confidential", "openid offline_access").await;
+    let f = Arc::new(f);
+    let barrier = Arc::new(tokio::sync::Barrier::new(TASKS));
+    let mut tasks = Vec::new();
+    for _ in 0..TASKS {
+        let (f, barrier, code) = (f.clone(), barrier.clone(), code.clone());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            f.redeem("confidential", &code).await
+        }));
+    }
+    let mut ok = Vec::new();
+    for t in tasks {
+        let r = t.await.unwrap();
+        match r.status {
+            200 => ok.push(r),
+            400 => assert_eq!(r.body["error"], "invalid_grant"),
+            other => panic!("status {other}: {}", r.body),
+        }
+    }
+    assert_eq!(ok.len(), 1);
+    // Every later redemption was a replay, so the grant is revoked: the one token response's
+    // access token no longer works either (RFC 6749 §4.1.2, ASVS 10.4.2).
+    let access = ok[0].body["access_token"].as_str().unwrap();
+    assert!(f.engine.verify_access_token(access).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixty_four_refreshes_of_one_token_yield_exactly_one_rotation() {
+    let f = Fixture::new().await;
+    let (_, code) = f.code_for("confidential", "openid offline_access").await;
+    let tokens = f.redeem("confidential", &code).await;
+    let refresh = tokens.body["refresh_token"].as_str().unwrap().to_owned();
+    let f = Arc::new(f);
+    let barrier = Arc::new(tokio::sync::Barrier::new(TASKS));
+    let mut tasks = Vec::new();
+    for _ in 0..TASKS {
+        let (f, barrier, refresh) = (f.clone(), barrier.clone(), refresh.clone());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            f.token(
+                Some(basic("confidential", CLIENT_SECRET)),
+                &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
+            )
+            .await
+        }));
+    }
+    let mut rotated = Vec::new();
+    for t in tasks {
+        let r = t.await.unwrap();
+        match r.status {
+            200 => rotated.push(r),
+            400 => assert_eq!(r.body["error"], "invalid_grant"),
+            other => panic!("status {other}: {}", r.body),
+        }
+    }
+    assert_eq!(rotated.len(), 1, "exactly one rotation");
+    // The documented reuse policy: any other presentation of the rotated-out token is reuse,
+    // which revokes the family — including the token the winner just received.
+    let next = rotated[0].body["refresh_token"].as_str().unwrap();
+    let r = f
+        .token(
+            Some(basic("confidential", CLIENT_SECRET)),
+            &[("grant_type", "refresh_token"), ("refresh_token", next)],
+        )
+        .await;
+    assert_eq!(r.body["error"], "invalid_grant");
+}
