@@ -23,6 +23,13 @@ if os.path.exists(inter):
     d = json.load(open(inter))
     print(f"interleaved, {d['rounds']} rounds: raw verify {fmt(d['raw_ns'])}, reused-memory argon2 {fmt(d['reused_ns'])}, full flow {fmt(d['flow_ns'])}")
     print(f"  ratio flow/raw verify {d['ratio']:.3f}, flow/reused-memory argon2 {d['ratio_reused']:.3f}")
+for alg in ("ES256", "EdDSA", "RS256"):
+    ours, raw_sign = rows.get(f"issue/access_token_{alg}"), rows.get(f"issue/raw_sign_{alg}")
+    if ours and raw_sign:
+        print(f"ratio issue/access_token_{alg} / issue/raw_sign_{alg} = {ours/raw_sign:.3f}")
+ours, raw_decode = rows.get("verify/access_token_cached_ES256"), rows.get("verify/raw_decode_ES256")
+if ours and raw_decode:
+    print(f"ratio verify/access_token_cached_ES256 / verify/raw_decode_ES256 = {ours/raw_decode:.3f}")
 if reused and full:
     print(f"ratio full_flow_default_argon2 / raw_argon2id_reused_memory = {full/reused:.3f}")
 PY
