@@ -73,7 +73,11 @@ fn issuance(c: &mut Criterion) {
     fhirgate::crypto::install_provider();
     let mut group = c.benchmark_group("issue");
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    for alg in [SigningAlgorithm::Es256, SigningAlgorithm::EdDsa, SigningAlgorithm::Rs256] {
+    for alg in [
+        SigningAlgorithm::Es256,
+        SigningAlgorithm::EdDsa,
+        SigningAlgorithm::Rs256,
+    ] {
         let key = key(alg);
         let (encoding, _) = raw_keys(alg, &key);
         let mut header = Header::new(alg.jwt_alg());

@@ -13,6 +13,11 @@
 //! | [`Profile`](login::Profile) | which project membership they act as |
 //! | [`Scope`](login::Scope) | which SMART scopes are granted, then the authorization code |
 //!
+//! Then the [`oauth`] layer turns codes, refresh tokens and client credentials into tokens
+//! ([`Engine::token`]), answers the authorization endpoint ([`Engine::authorize`]),
+//! introspection, revocation, UserInfo and discovery, and [`Engine::verify_access_token`]
+//! lets a resource server turn a bearer token into a [`Principal`](token::Principal).
+//!
 //! A step that does not belong to a stage does not exist on it, so a login whose user has a
 //! second factor cannot reach a profile, a scope or a code before the factor passes. Between
 //! requests a login is a plain [`LoginRecord`](model::LoginRecord) resumed through one checked
@@ -27,7 +32,8 @@
 //! use fhirgate::{Engine, LoginRequest, MemoryStore};
 //! use fhirgate::login::{Authenticated, Method, ProfileChoice};
 //! use fhirgate::model::*;
-//! use fhirgate::store::{CodeRedemption, Directory, LoginStore};
+//! use fhirgate::oauth::{Form, TokenRequest};
+//! use fhirgate::store::Directory;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -79,11 +85,27 @@
 //! let (login, code) = login.grant(None).await?;
 //! assert_eq!(login.granted_scope(), "openid fhirUser user/Observation.rs user/Patient.rs");
 //!
-//! // The token endpoint redeems the code exactly once.
-//! let redeemed = store.consume_code(&code.hash(), engine.now()).await?;
-//! assert!(matches!(redeemed, CodeRedemption::Redeemed(_)));
-//! let again = store.consume_code(&code.hash(), engine.now()).await?;
-//! assert!(matches!(again, CodeRedemption::Replayed(_)));
+//! // Token endpoint: the public client redeems the code once, proving PKCE.
+//! let form = Form::from_pairs(&[
+//!     ("grant_type", "authorization_code"),
+//!     ("code", code.expose()),
+//!     ("client_id", "app"),
+//!     ("redirect_uri", "https://app.example.org/callback"),
+//!     ("code_verifier", "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+//! ]);
+//! let response = engine.token(TokenRequest::from_form(form.clone())).await;
+//! assert_eq!(response.status, 200);
+//! assert_eq!(response.header("Cache-Control"), Some("no-store"));
+//! let access_token = response.body["access_token"].as_str().unwrap_or_default();
+//!
+//! // A resource server turns the bearer token into a principal.
+//! let principal = engine.verify_access_token(access_token).await?;
+//! assert_eq!(principal.profile.as_str(), "Practitioner/123");
+//!
+//! // A second redemption is refused — and revokes everything issued from the code.
+//! let replay = engine.token(TokenRequest::from_form(form)).await;
+//! assert_eq!(replay.body["error"], "invalid_grant");
+//! assert!(engine.verify_access_token(access_token).await.is_err());
 //! # Ok(())
 //! # }
 //! ```

@@ -3,7 +3,12 @@
 //! discovery, the authorization code flow with PKCE and a nonce, ID token validation
 //! (signature from our JWKS, `iss`, `aud`, `nonce`, `at_hash`), UserInfo and refresh — talking
 //! to the engine through its custom HTTP client hook.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 
@@ -66,7 +71,10 @@ async fn route(engine: Engine, request: HttpRequest) -> Result<HttpResponse, Hoo
         }
         "/oauth2/userinfo" => {
             let bearer = header("authorization").unwrap_or_default();
-            let token = bearer.strip_prefix("Bearer ").unwrap_or_default().to_owned();
+            let token = bearer
+                .strip_prefix("Bearer ")
+                .unwrap_or_default()
+                .to_owned();
             to_http(engine.userinfo(&token).await)
         }
         other => return Err(HookError(format!("unexpected path {other}"))),
@@ -155,7 +163,9 @@ async fn openidconnect_relying_party_completes_the_flow() {
         .await
         .unwrap();
     let id_token = tokens.id_token().expect("an ID token for the openid scope");
-    let id_verifier = client.id_token_verifier().set_allowed_algs(verifier_alg.clone());
+    let id_verifier = client
+        .id_token_verifier()
+        .set_allowed_algs(verifier_alg.clone());
     let claims = id_token.claims(&id_verifier, &nonce).unwrap();
     assert_eq!(claims.subject().as_str(), "alice");
     assert_eq!(claims.issuer().as_str(), ISSUER);
@@ -167,11 +177,17 @@ async fn openidconnect_relying_party_completes_the_flow() {
     )
     .unwrap();
     assert_eq!(claims.access_token_hash(), Some(&expected_hash));
-    assert_eq!(claims.email().map(|e| e.as_str()), Some("alice@example.org"));
+    assert_eq!(
+        claims.email().map(|e| e.as_str()),
+        Some("alice@example.org")
+    );
 
     // UserInfo: the same subject.
     let userinfo: CoreUserInfoClaims = client
-        .user_info(tokens.access_token().clone(), Some(claims.subject().clone()))
+        .user_info(
+            tokens.access_token().clone(),
+            Some(claims.subject().clone()),
+        )
         .unwrap()
         .request_async(&http_client)
         .await
@@ -209,8 +225,7 @@ async fn openidconnect_relying_party_completes_the_flow() {
         .set_pkce_challenge(challenge)
         .url();
     let request = AuthorizeRequest::parse(authorize_url.query().unwrap());
-    let AuthorizeOutcome::Redirect(back) = f.engine.authorize(&request, Some(&cookie)).await
-    else {
+    let AuthorizeOutcome::Redirect(back) = f.engine.authorize(&request, Some(&cookie)).await else {
         panic!("a live session signs on silently");
     };
     let q: HashMap<String, String> = back.query_pairs().into_owned().collect();
