@@ -139,6 +139,13 @@ macro_rules! stored_stage {
                 Self { stored }
             }
         }
+        stored_accessors!($name);
+    };
+}
+
+/// The accessors every stored stage has.
+macro_rules! stored_accessors {
+    ($name:ident) => {
         impl Login<$name> {
             /// The handle that continues this login (Medplum's `login`).
             pub fn handle(&self) -> &LoginHandle {
@@ -201,22 +208,8 @@ impl Resumable for Authorized {
         }
     }
 }
+stored_accessors!(Authorized);
 impl Login<Authorized> {
-    /// The handle that continues this login (Medplum's `login`).
-    pub fn handle(&self) -> &LoginHandle {
-        &self.stage.stored.handle
-    }
-
-    /// The stored record.
-    pub fn record(&self) -> &LoginRecord {
-        &self.stage.stored.record
-    }
-
-    /// The login's id (not secret).
-    pub fn id(&self) -> &LoginId {
-        &self.stage.stored.record.id
-    }
-
     /// The single-sign-on session secret issued with the code, for the browser cookie
     /// (Medplum's `medplum-<clientId>`; set it `Secure; HttpOnly; SameSite`). Present only
     /// on the value returned by the step that issued the code, and only for logins through a
