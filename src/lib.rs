@@ -119,6 +119,8 @@ pub mod credential;
 pub mod crypto;
 pub mod engine;
 pub mod error;
+#[cfg(feature = "axum")]
+pub mod http;
 pub mod login;
 pub mod mfa;
 pub mod model;

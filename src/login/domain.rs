@@ -293,6 +293,24 @@ pub(crate) fn parse_email(email: &str) -> Option<String> {
     Some(email)
 }
 
+impl Engine {
+    /// The external identity provider configured for an email's domain, if any, with the
+    /// (lower-case) domain: what Medplum's `/auth/method` reports. Reveals which domains are
+    /// configured (by design), nothing about accounts.
+    pub async fn domain_provider(
+        &self,
+        email: &str,
+    ) -> Result<Option<(String, IdentityProvider)>, LoginError> {
+        let email = parse_email(email).ok_or(RequestError::InvalidEmail)?;
+        let domain = email.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
+        Ok(self
+            .directory()
+            .domain(domain)
+            .await?
+            .and_then(|c| c.identity_provider.map(|p| (c.domain.to_lowercase(), p))))
+    }
+}
+
 impl Login<Domain> {
     /// What the client asked for.
     pub fn params(&self) -> &LoginParams {

@@ -71,6 +71,12 @@ impl AuthorizeRequest {
         }
     }
 
+    /// The `client_id` parameter, when given exactly once (for finding the client's
+    /// single-sign-on cookie before the request is handled).
+    pub fn client_id(&self) -> Option<&str> {
+        self.one("client_id").ok().flatten()
+    }
+
     /// A parameter's single value: `Ok(None)` when absent or empty (RFC 6749 §3.1),
     /// `Err(name)` when repeated.
     fn one(&self, name: &'static str) -> Result<Option<&str>, &'static str> {

@@ -1,0 +1,476 @@
+//! `/auth/*`: Medplum's sign-in steps, with its field names, response shapes and texts.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::http::header::{self, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::edge::{AuthJson, Authenticated, ClientAddress};
+use super::{HttpConfig, OperationOutcome};
+use crate::engine::Engine;
+use crate::error::{LoginError, RequestError};
+use crate::login::{
+    Authenticated as Passed, AuthorizationCode, Authorized, Enrolment, Login, LoginRequest, Method,
+    Profile, ProfileChoice, Scope, SecondFactor,
+};
+use crate::model::{LoginId, StageTag};
+use crate::token::Subject;
+
+type Answer = Result<Response, OperationOutcome>;
+
+/// `POST /auth/login` (and the fields `/auth/method` may carry).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub(crate) struct LoginBody {
+    email: Option<String>,
+    password: Option<String>,
+    project_id: Option<String>,
+    client_id: Option<String>,
+    resource_type: Option<String>,
+    scope: Option<String>,
+    nonce: Option<String>,
+    launch: Option<String>,
+    code_challenge: Option<String>,
+    code_challenge_method: Option<String>,
+    redirect_uri: Option<String>,
+}
+
+/// Bodies that continue a login.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub(crate) struct StepBody {
+    login: Option<String>,
+    token: Option<String>,
+    profile: Option<String>,
+    scope: Option<String>,
+    login_id: Option<String>,
+}
+
+fn required<'a>(
+    value: &'a Option<String>,
+    text: &str,
+    field: &'static str,
+) -> Result<&'a str, OperationOutcome> {
+    value
+        .as_deref()
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| OperationOutcome::bad_request(text, Some(field)))
+}
+
+fn json_response(body: Value) -> Response {
+    Json(body).into_response()
+}
+
+/// `POST /auth/method {email}` → `{domain, authorizeUrl}` for a domain with an identity
+/// provider, `{}` otherwise.
+pub(crate) async fn method(
+    State(engine): State<Engine>,
+    AuthJson(body): AuthJson<LoginBody>,
+) -> Answer {
+    let email = body.email.unwrap_or_default();
+    Ok(json_response(
+        match engine.domain_provider(&email).await? {
+            Some((domain, provider)) => json!({
+                "domain": domain,
+                "authorizeUrl": provider.authorize_url.as_str(),
+            }),
+            None => json!({}),
+        },
+    ))
+}
+
+/// `POST /auth/login`.
+pub(crate) async fn login(
+    State(engine): State<Engine>,
+    State(config): State<Arc<HttpConfig>>,
+    ClientAddress(address): ClientAddress,
+    headers: HeaderMap,
+    AuthJson(body): AuthJson<LoginBody>,
+) -> Answer {
+    let header = |name: header::HeaderName| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let login = engine
+        .start(LoginRequest {
+            client_id: body.client_id,
+            project_id: body.project_id,
+            redirect_uri: body.redirect_uri,
+            scope: body.scope,
+            nonce: body.nonce,
+            code_challenge: body.code_challenge,
+            code_challenge_method: body.code_challenge_method,
+            resource_type: body.resource_type,
+            launch: body.launch,
+            remote_address: address,
+            user_agent: header(header::USER_AGENT),
+            origin: header(header::ORIGIN),
+        })
+        .await?;
+    let login = match login
+        .method(body.email.as_deref().unwrap_or_default())
+        .await?
+    {
+        Method::Password(login) => login,
+        Method::External(redirect) => {
+            // The account's domain signs in elsewhere: tell the client where (as
+            // `/auth/method` would) instead of checking a password.
+            return Ok(json_response(json!({
+                "login": redirect.login.handle().expose(),
+                "domain": redirect.domain,
+                "authorizeUrl": redirect.authorize_url.as_str(),
+            })));
+        }
+    };
+    let passed = login
+        .password(body.password.as_deref().unwrap_or_default())
+        .await?;
+    after_credentials(passed, &config).await
+}
+
+async fn after_credentials(passed: Passed, config: &HttpConfig) -> Answer {
+    match passed {
+        Passed::SecondFactor(login) => Ok(json_response(json!({
+            "login": login.handle().expose(),
+            "mfaRequired": true,
+        }))),
+        Passed::Enrolment(login, uri) => Ok(json_response(json!({
+            "login": login.handle().expose(),
+            "mfaEnrollRequired": true,
+            "enrollUri": uri.expose(),
+        }))),
+        Passed::Profile(login) => profile_result(login, config).await,
+    }
+}
+
+/// After the credentials: the code when one membership is eligible, else the list.
+async fn profile_result(login: Login<Profile>, config: &HttpConfig) -> Answer {
+    match login.choose_if_single().await? {
+        ProfileChoice::Chosen(login) => code_result(login.grant(None).await?, config).await,
+        ProfileChoice::Choose { login, memberships } => {
+            let engine = login.engine().clone();
+            let mut list = Vec::with_capacity(memberships.len());
+            for m in memberships {
+                let project = engine
+                    .directory()
+                    .project(&m.project)
+                    .await
+                    .map_err(LoginError::from)?;
+                list.push(json!({
+                    "id": m.id.as_str(),
+                    "project": {
+                        "reference": format!("Project/{}", m.project),
+                        "display": project.map(|p| p.name).unwrap_or_default(),
+                    },
+                    "profile": { "reference": m.profile.as_str() },
+                }));
+            }
+            Ok(json_response(json!({
+                "login": login.handle().expose(),
+                "memberships": list,
+            })))
+        }
+    }
+}
+
+/// `{login, code}`, with the single-sign-on cookie when the login has a client.
+async fn code_result(
+    (login, code): (Login<Authorized>, AuthorizationCode),
+    config: &HttpConfig,
+) -> Answer {
+    let mut response = json_response(json!({
+        "login": login.handle().expose(),
+        "code": code.expose(),
+    }));
+    if let (Some(session), Some(client)) = (login.sso_session(), &login.record().params.client) {
+        let max_age = login.engine().config().oauth.sso_lifetime.whole_seconds();
+        let cookie = format!(
+            "medplum-{client}={}; Path=/; Max-Age={max_age}; Secure; HttpOnly; SameSite={}",
+            session.expose(),
+            config.cookie_same_site.as_str()
+        );
+        if let Ok(value) = HeaderValue::from_str(&cookie) {
+            response.headers_mut().append(header::SET_COOKIE, value);
+        }
+    }
+    Ok(response)
+}
+
+/// `POST /auth/mfa/verify {login, token}`.
+pub(crate) async fn mfa_verify(
+    State(engine): State<Engine>,
+    State(config): State<Arc<HttpConfig>>,
+    AuthJson(body): AuthJson<StepBody>,
+) -> Answer {
+    let handle = required(&body.login, "Missing login", "login")?;
+    let token = required(&body.token, "Missing token", "token")?;
+    let login = engine.resume::<SecondFactor>(handle).await?;
+    profile_result(login.totp(token).await?, &config).await
+}
+
+/// `POST /auth/mfa/login-enroll {login, token}`.
+pub(crate) async fn mfa_login_enroll(
+    State(engine): State<Engine>,
+    State(config): State<Arc<HttpConfig>>,
+    AuthJson(body): AuthJson<StepBody>,
+) -> Answer {
+    let handle = required(&body.login, "Missing login", "login")?;
+    let token = required(&body.token, "Missing token", "token")?;
+    let login = engine.resume::<Enrolment>(handle).await?;
+    profile_result(login.enrol(token).await?, &config).await
+}
+
+/// `POST /auth/profile {login, profile}`.
+pub(crate) async fn profile(
+    State(engine): State<Engine>,
+    State(config): State<Arc<HttpConfig>>,
+    AuthJson(body): AuthJson<StepBody>,
+) -> Answer {
+    let handle = required(&body.login, "Missing login", "login")?;
+    let membership = required(&body.profile, "Missing profile", "profile")?;
+    let login = engine.resume::<Profile>(handle).await?;
+    let login = login.choose(&membership.into()).await?;
+    code_result(login.grant(None).await?, &config).await
+}
+
+/// `POST /auth/scope {login, scope}`: consent narrows the grant (before or after the code).
+pub(crate) async fn scope(
+    State(engine): State<Engine>,
+    State(config): State<Arc<HttpConfig>>,
+    AuthJson(body): AuthJson<StepBody>,
+) -> Answer {
+    let handle = required(&body.login, "Missing login", "login")?;
+    let scope = required(&body.scope, "Missing scope", "scope")?;
+    match engine.resume::<Scope>(handle).await {
+        Ok(login) => code_result(login.grant(Some(scope)).await?, &config).await,
+        Err(LoginError::Request(RequestError::WrongStage {
+            found: StageTag::Authorized,
+            ..
+        })) => {
+            let login = engine.resume::<Authorized>(handle).await?;
+            code_result(login.narrow(scope).await?, &config).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `GET /auth/login/{login}`: where a login stands (Medplum's status endpoint). A login
+/// waiting for its code gets a fresh one (codes are stored hashed and never shown twice).
+pub(crate) async fn status(
+    State(engine): State<Engine>,
+    State(config): State<Arc<HttpConfig>>,
+    Path(handle): Path<String>,
+) -> Answer {
+    match engine.login_stage(&handle).await? {
+        StageTag::SecondFactor => Ok(json_response(json!({
+            "login": handle,
+            "mfaRequired": true,
+        }))),
+        StageTag::Enrolment => {
+            let (login, uri) = engine.resume::<Enrolment>(&handle).await?.restart().await?;
+            Ok(json_response(json!({
+                "login": login.handle().expose(),
+                "mfaEnrollRequired": true,
+                "enrollUri": uri.expose(),
+            })))
+        }
+        StageTag::Profile => {
+            profile_result(engine.resume::<Profile>(&handle).await?, &config).await
+        }
+        StageTag::Scope => {
+            code_result(
+                engine.resume::<Scope>(&handle).await?.grant(None).await?,
+                &config,
+            )
+            .await
+        }
+        StageTag::Authorized => {
+            let login = engine.resume::<Authorized>(&handle).await?;
+            let scope = login.granted_scope().to_owned();
+            code_result(login.narrow(&scope).await?, &config).await
+        }
+        StageTag::Granted => Err(OperationOutcome::bad_request(
+            "Login already granted",
+            Some("login"),
+        )),
+        StageTag::External => Err(OperationOutcome::bad_request(
+            "Login is waiting for the identity provider",
+            Some("login"),
+        )),
+    }
+}
+
+/// `GET /auth/clientinfo/{client}`: what a sign-in form shows about a client.
+pub(crate) async fn client_info(
+    State(engine): State<Engine>,
+    Path(client): Path<String>,
+) -> Answer {
+    if client.len() > 512 {
+        return Err(OperationOutcome::with_status(
+            StatusCode::NOT_FOUND,
+            "Not found",
+        ));
+    }
+    match engine
+        .directory()
+        .client(&client.as_str().into())
+        .await
+        .map_err(LoginError::from)?
+    {
+        Some(c) => Ok(json_response(json!({ "welcomeString": c.name }))),
+        None => Err(OperationOutcome::with_status(
+            StatusCode::NOT_FOUND,
+            "Not found",
+        )),
+    }
+}
+
+fn user_of(principal: &crate::token::Principal) -> Result<crate::model::UserId, OperationOutcome> {
+    match &principal.subject {
+        Subject::User(user) => Ok(user.clone()),
+        Subject::Client(_) => Err(OperationOutcome::with_status(
+            StatusCode::FORBIDDEN,
+            "Only users have a second factor",
+        )),
+    }
+}
+
+/// `GET /auth/mfa/status`: enrolled, or a fresh enrolment URI (shown this once).
+pub(crate) async fn mfa_status(
+    State(engine): State<Engine>,
+    Authenticated(principal): Authenticated,
+) -> Answer {
+    let user = user_of(&principal)?;
+    let status = engine.mfa_status(&user).await?;
+    if status.enrolled {
+        return Ok(json_response(json!({ "enrolled": true })));
+    }
+    let uri = engine.begin_mfa_enrolment(&user).await?;
+    Ok(json_response(
+        json!({ "enrolled": false, "enrollUri": uri.expose() }),
+    ))
+}
+
+/// `POST /auth/mfa/enroll {token}`.
+pub(crate) async fn mfa_enroll(
+    State(engine): State<Engine>,
+    Authenticated(principal): Authenticated,
+    AuthJson(body): AuthJson<StepBody>,
+) -> Answer {
+    let user = user_of(&principal)?;
+    let token = required(&body.token, "Missing token", "token")?;
+    engine.confirm_mfa_enrolment(&user, token).await?;
+    Ok(OperationOutcome::all_ok().into_response())
+}
+
+/// `POST /auth/mfa/disable {token}`.
+pub(crate) async fn mfa_disable(
+    State(engine): State<Engine>,
+    Authenticated(principal): Authenticated,
+    AuthJson(body): AuthJson<StepBody>,
+) -> Answer {
+    let user = user_of(&principal)?;
+    let token = required(&body.token, "Missing token", "token")?;
+    engine.disable_mfa(&user, token).await?;
+    Ok(OperationOutcome::all_ok().into_response())
+}
+
+/// `GET /auth/me`: the signed-in user, project, membership, profile and sessions.
+pub(crate) async fn me(
+    State(engine): State<Engine>,
+    Authenticated(principal): Authenticated,
+) -> Answer {
+    let directory = engine.directory();
+    let project = directory
+        .project(&principal.project)
+        .await
+        .map_err(LoginError::from)?;
+    let membership = directory
+        .membership(&principal.membership)
+        .await
+        .map_err(LoginError::from)?;
+    let mut body = json!({
+        "project": {
+            "resourceType": "Project",
+            "id": principal.project.as_str(),
+            "name": project.as_ref().map(|p| p.name.clone()).unwrap_or_default(),
+            "superAdmin": project.as_ref().is_some_and(|p| p.super_admin),
+        },
+        "membership": {
+            "resourceType": "ProjectMembership",
+            "id": principal.membership.as_str(),
+            "profile": { "reference": principal.profile.as_str() },
+            "admin": membership.as_ref().is_some_and(|m| m.admin),
+        },
+        "profile": {
+            "resourceType": principal.profile.resource_type(),
+            "id": principal.profile.id(),
+        },
+        "config": { "resourceType": "UserConfiguration" },
+    });
+    if let (Subject::User(user_id), Some(obj)) = (&principal.subject, body.as_object_mut()) {
+        let user = directory.user(user_id).await.map_err(LoginError::from)?;
+        let now = engine.now();
+        let sessions: Vec<Value> = engine
+            .login_store()
+            .logins_of_user(user_id)
+            .await
+            .map_err(LoginError::from)?
+            .into_iter()
+            .filter(|l| l.stage == StageTag::Granted && !l.revoked && !l.expired_at(now))
+            .map(|l| {
+                json!({
+                    "id": l.id.as_str(),
+                    "lastUpdated": l.created_at.unix_timestamp(),
+                    "authMethod": l.auth_method,
+                    "remoteAddress": l.params.remote_address.map(|a| a.to_string()),
+                    "userAgent": l.params.user_agent,
+                })
+            })
+            .collect();
+        obj.insert(
+            "user".into(),
+            json!({
+                "resourceType": "User",
+                "id": user_id.as_str(),
+                "email": user.as_ref().map(|u| u.email.clone()),
+            }),
+        );
+        obj.insert(
+            "security".into(),
+            json!({
+                "mfaEnrolled": user.as_ref().is_some_and(|u| u.mfa_enrolled()),
+                "sessions": sessions,
+            }),
+        );
+    }
+    Ok(json_response(body))
+}
+
+/// `POST /auth/revoke {loginId}`: ends one of the caller's own sessions.
+pub(crate) async fn revoke(
+    State(engine): State<Engine>,
+    Authenticated(principal): Authenticated,
+    AuthJson(body): AuthJson<StepBody>,
+) -> Answer {
+    let id = required(&body.login_id, "Login ID is required.", "loginId")?;
+    let user = user_of(&principal)?;
+    let login = engine
+        .login_store()
+        .login(&LoginId::new(id))
+        .await
+        .map_err(LoginError::from)?
+        .filter(|l| l.user.as_ref() == Some(&user))
+        .ok_or_else(|| OperationOutcome::with_status(StatusCode::NOT_FOUND, "Not found"))?;
+    engine.revoke_grant(&login.id).await.map_err(|e| {
+        OperationOutcome::with_status(StatusCode::INTERNAL_SERVER_ERROR, e.description)
+    })?;
+    Ok(OperationOutcome::all_ok().into_response())
+}

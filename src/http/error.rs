@@ -1,0 +1,128 @@
+//! `/auth/*` answers: Medplum's FHIR OperationOutcome shape.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::credential::password::HashError;
+use crate::error::{Fault, LoginError, ServerError};
+
+/// A FHIR OperationOutcome with one issue, as Medplum answers `/auth/*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperationOutcome {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// The issue text (Medplum's wording).
+    pub text: String,
+    /// The request field it is about.
+    pub expression: Option<&'static str>,
+    /// `error` or `information` ("All OK").
+    pub severity: &'static str,
+    /// FHIR issue code.
+    pub code: &'static str,
+}
+
+impl OperationOutcome {
+    /// A 400 about `field`.
+    pub fn bad_request(text: impl Into<String>, expression: Option<&'static str>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            text: text.into(),
+            expression,
+            severity: "error",
+            code: "invalid",
+        }
+    }
+
+    /// Medplum's success outcome, "All OK".
+    pub fn all_ok() -> Self {
+        Self {
+            status: StatusCode::OK,
+            text: "All OK".to_owned(),
+            expression: None,
+            severity: "information",
+            code: "informational",
+        }
+    }
+
+    /// Any other status.
+    pub fn with_status(status: StatusCode, text: impl Into<String>) -> Self {
+        let code = match status {
+            StatusCode::UNAUTHORIZED => "login",
+            StatusCode::FORBIDDEN => "forbidden",
+            StatusCode::NOT_FOUND => "not-found",
+            StatusCode::TOO_MANY_REQUESTS => "throttled",
+            s if s.is_server_error() => "exception",
+            _ => "invalid",
+        };
+        Self {
+            status,
+            text: text.into(),
+            expression: None,
+            severity: "error",
+            code,
+        }
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> Value {
+        let mut issue = json!({
+            "severity": self.severity,
+            "code": self.code,
+            "details": { "text": self.text },
+        });
+        if let (Some(expression), Some(obj)) = (self.expression, issue.as_object_mut()) {
+            obj.insert("expression".into(), json!([expression]));
+        }
+        json!({ "resourceType": "OperationOutcome", "issue": [issue] })
+    }
+}
+
+impl IntoResponse for OperationOutcome {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body())).into_response()
+    }
+}
+
+impl From<LoginError> for OperationOutcome {
+    fn from(error: LoginError) -> Self {
+        let status = match error.fault() {
+            // Medplum answers refused credentials and policies with 400 and the text; its
+            // clients show the text.
+            Fault::Request | Fault::Credentials | Fault::Policy => StatusCode::BAD_REQUEST,
+            Fault::Throttled => StatusCode::TOO_MANY_REQUESTS,
+            Fault::Server => match &error {
+                LoginError::Server(ServerError::Hashing(HashError::Busy)) => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+        };
+        let text = match error.fault() {
+            // Server failures are logged, not shown in detail.
+            Fault::Server => {
+                tracing::error!(error = %error, "server failure in an /auth request");
+                if status == StatusCode::SERVICE_UNAVAILABLE {
+                    "Too many requests in progress; try again shortly".to_owned()
+                } else {
+                    "Internal server error".to_owned()
+                }
+            }
+            _ => error.to_string(),
+        };
+        Self {
+            status,
+            text,
+            expression: error.field(),
+            severity: "error",
+            code: if status == StatusCode::TOO_MANY_REQUESTS {
+                "throttled"
+            } else if status.is_server_error() {
+                "exception"
+            } else {
+                "invalid"
+            },
+        }
+    }
+}
