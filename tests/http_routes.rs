@@ -1,0 +1,683 @@
+//! The Medplum-compatible routes, in process: every route's success and its main refusals
+//! with the exact texts, and the edge (bodies, content types, sizes, methods, unknown
+//! routes, no-store, CORS, cookies).
+#![cfg(feature = "axum")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use axum::Router;
+use axum::body::{Body, to_bytes};
+use axum::http::{Request, StatusCode, header};
+use common::*;
+use fhirgate::http::{HttpConfig, router_with};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+struct Reply {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Value,
+    text: String,
+}
+
+fn app(f: &Fixture) -> Router {
+    router_with(
+        f.engine.clone(),
+        HttpConfig {
+            cors_origins: vec!["https://app.example.org".into()],
+            ..HttpConfig::default()
+        },
+    )
+}
+
+async fn send(app: &Router, request: Request<Body>) -> Reply {
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    Reply {
+        status,
+        headers,
+        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        text,
+    }
+}
+
+async fn post_json(app: &Router, path: &str, body: Value, bearer: Option<&str>) -> Reply {
+    let mut request = Request::post(path).header(header::CONTENT_TYPE, "application/json");
+    if let Some(token) = bearer {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    send(app, request.body(Body::from(body.to_string())).unwrap()).await
+}
+
+async fn get(app: &Router, path: &str, bearer: Option<&str>) -> Reply {
+    let mut request = Request::get(path);
+    if let Some(token) = bearer {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    send(app, request.body(Body::empty()).unwrap()).await
+}
+
+async fn post_form(
+    app: &Router,
+    path: &str,
+    pairs: &[(&str, &str)],
+    authorization: Option<String>,
+) -> Reply {
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish();
+    let mut request =
+        Request::post(path).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    if let Some(value) = authorization {
+        request = request.header(header::AUTHORIZATION, value);
+    }
+    send(app, request.body(Body::from(body)).unwrap()).await
+}
+
+/// The OperationOutcome text and expression of an `/auth/*` refusal.
+fn outcome(reply: &Reply) -> (String, Option<String>) {
+    let issue = &reply.body["issue"][0];
+    assert_eq!(
+        reply.body["resourceType"], "OperationOutcome",
+        "{}",
+        reply.text
+    );
+    (
+        issue["details"]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        issue["expression"][0].as_str().map(str::to_owned),
+    )
+}
+
+fn login_body(email: &str, password: &str) -> Value {
+    json!({
+        "email": email,
+        "password": password,
+        "clientId": "app",
+        "redirectUri": REDIRECT,
+        "scope": "openid user/Observation.rs",
+        "codeChallenge": CHALLENGE,
+        "codeChallengeMethod": "S256",
+    })
+}
+
+/// alice through the public `app` client, to an access token.
+async fn alice_token(app: &Router) -> Value {
+    let reply = post_json(
+        app,
+        "/auth/login",
+        login_body("alice@example.org", PASSWORD),
+        None,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let code = reply.body["code"].as_str().unwrap().to_owned();
+    let tokens = post_form(
+        app,
+        "/oauth2/token",
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("client_id", "app"),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(tokens.status, StatusCode::OK, "{}", tokens.text);
+    tokens.body
+}
+
+#[tokio::test]
+async fn auth_login_answers_code_mfa_enrolment_and_refusals() {
+    let f = Fixture::new().await;
+    let app = app(&f);
+    let reply = post_json(
+        &app,
+        "/auth/login",
+        login_body("alice@example.org", PASSWORD),
+        None,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(reply.body["login"].is_string());
+    assert!(reply.body["code"].is_string());
+    let cookie = reply.headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(cookie.starts_with("medplum-app="));
+    for attribute in ["Secure", "HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    assert_eq!(reply.headers[header::CACHE_CONTROL], "no-store");
+
+    let reply = post_json(
+        &app,
+        "/auth/login",
+        login_body("bob@example.org", PASSWORD),
+        None,
+    )
+    .await;
+    assert_eq!(reply.body["mfaRequired"], true);
+    assert!(reply.body["code"].is_null());
+
+    let reply = post_json(
+        &app,
+        "/auth/login",
+        login_body("carol@example.org", PASSWORD),
+        None,
+    )
+    .await;
+    assert_eq!(reply.body["mfaEnrollRequired"], true);
+    assert!(
+        reply.body["enrollUri"]
+            .as_str()
+            .unwrap()
+            .starts_with("otpauth://totp/")
+    );
+
+    for (email, password) in [
+        ("alice@example.org", "wrong password"),
+        ("ghost@example.org", PASSWORD),
+    ] {
+        let reply = post_json(&app, "/auth/login", login_body(email, password), None).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            outcome(&reply),
+            ("Email or password is invalid".into(), None)
+        );
+    }
+    let reply = post_json(
+        &app,
+        "/auth/login",
+        login_body("not-an-email", PASSWORD),
+        None,
+    )
+    .await;
+    assert_eq!(
+        outcome(&reply),
+        (
+            "Valid email address is required".into(),
+            Some("email".into())
+        )
+    );
+    let mut body = login_body("alice@example.org", PASSWORD);
+    body["codeChallengeMethod"] = json!("plain");
+    let reply = post_json(&app, "/auth/login", body, None).await;
+    assert_eq!(outcome(&reply).1.as_deref(), Some("codeChallengeMethod"));
+}
+
+#[tokio::test]
+async fn mfa_verify_and_profile_selection() {
+    let f = Fixture::new().await;
+    let app = app(&f);
+    // bob without a client: TOTP, then two memberships to choose from.
+    let body = json!({"email": "bob@example.org", "password": PASSWORD, "clientId": "",
+        "codeChallenge": CHALLENGE, "codeChallengeMethod": "S256"});
+    let reply = post_json(&app, "/auth/login", body, None).await;
+    let login = reply.body["login"].as_str().unwrap().to_owned();
+
+    let missing = post_json(&app, "/auth/mfa/verify", json!({"token": "123456"}), None).await;
+    assert_eq!(
+        outcome(&missing),
+        ("Missing login".into(), Some("login".into()))
+    );
+    let wrong = post_json(
+        &app,
+        "/auth/mfa/verify",
+        json!({"login": login, "token": "000000"}),
+        None,
+    )
+    .await;
+    assert_eq!(
+        outcome(&wrong),
+        ("Invalid MFA token".into(), Some("token".into()))
+    );
+    let status = get(&app, &format!("/auth/login/{login}"), None).await;
+    assert_eq!(status.body["mfaRequired"], true);
+
+    let reply = post_json(
+        &app,
+        "/auth/mfa/verify",
+        json!({"login": login, "token": f.totp_now(0)}),
+        None,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let memberships = reply.body["memberships"].as_array().unwrap();
+    assert_eq!(memberships.len(), 2);
+    assert!(memberships.iter().any(|m| m["id"] == "m-bob-2"
+        && m["profile"]["reference"] == "Practitioner/bob2"
+        && m["project"]["reference"] == "Project/p2"));
+
+    let again = post_json(
+        &app,
+        "/auth/mfa/verify",
+        json!({"login": login, "token": f.totp_now(0)}),
+        None,
+    )
+    .await;
+    assert_eq!(outcome(&again).0, "Login already verified");
+    let not_found = post_json(
+        &app,
+        "/auth/profile",
+        json!({"login": login, "profile": "nope"}),
+        None,
+    )
+    .await;
+    assert_eq!(
+        outcome(&not_found),
+        ("Profile not found".into(), Some("profile".into()))
+    );
+    let chosen = post_json(
+        &app,
+        "/auth/profile",
+        json!({"login": login, "profile": "m-bob-2"}),
+        None,
+    )
+    .await;
+    assert_eq!(chosen.status, StatusCode::OK, "{}", chosen.text);
+    assert!(chosen.body["code"].is_string());
+    // No client: no single-sign-on cookie.
+    assert!(chosen.headers.get(header::SET_COOKIE).is_none());
+}
+
+#[tokio::test]
+async fn mfa_login_enroll_scope_and_status() {
+    let f = Fixture::new().await;
+    let app = app(&f);
+    let reply = post_json(
+        &app,
+        "/auth/login",
+        login_body("carol@example.org", PASSWORD),
+        None,
+    )
+    .await;
+    let login = reply.body["login"].as_str().unwrap().to_owned();
+    let uri = reply.body["enrollUri"].as_str().unwrap();
+    let totp = totp_rs::Totp::from_url(uri).unwrap();
+    let code = totp
+        .generate(f.engine.now().unix_timestamp() as u64)
+        .to_string();
+    let reply = post_json(
+        &app,
+        "/auth/mfa/login-enroll",
+        json!({"login": login, "token": code}),
+        None,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert!(reply.body["code"].is_string());
+    // /auth/scope after the code: narrows and issues a new one.
+    let narrowed = post_json(
+        &app,
+        "/auth/scope",
+        json!({"login": login, "scope": "openid"}),
+        None,
+    )
+    .await;
+    assert_eq!(narrowed.status, StatusCode::OK, "{}", narrowed.text);
+    assert_ne!(narrowed.body["code"], reply.body["code"]);
+    let wider = post_json(
+        &app,
+        "/auth/scope",
+        json!({"login": login, "scope": "openid user/Observation.rs"}),
+        None,
+    )
+    .await;
+    assert_eq!(outcome(&wider).1.as_deref(), Some("scope"));
+    let missing = post_json(&app, "/auth/scope", json!({"login": login}), None).await;
+    assert_eq!(
+        outcome(&missing),
+        ("Missing scope".into(), Some("scope".into()))
+    );
+    let unknown = get(&app, "/auth/login/not-a-handle", None).await;
+    assert_eq!(outcome(&unknown).0, "Login not found");
+}
+
+#[tokio::test]
+async fn auth_method_and_client_info() {
+    let f = Fixture::new().await;
+    f.store
+        .put_domain(&fhirgate::model::DomainConfiguration {
+            domain: "hospital.example".into(),
+            identity_provider: Some(fhirgate::model::IdentityProvider {
+                issuer: None,
+                authorize_url: "https://idp.hospital.example/authorize".parse().unwrap(),
+                token_url: "https://idp.hospital.example/token".parse().unwrap(),
+                userinfo_url: None,
+                jwks_uri: None,
+                client_id: "fg".into(),
+                client_secret: None,
+                token_auth_method: Default::default(),
+                use_subject: false,
+                scope: "openid email".into(),
+            }),
+        })
+        .await
+        .unwrap();
+    use fhirgate::store::Directory;
+    let app = app(&f);
+    let reply = post_json(
+        &app,
+        "/auth/method",
+        json!({"email": "Nurse@Hospital.example"}),
+        None,
+    )
+    .await;
+    assert_eq!(reply.body["domain"], "hospital.example");
+    assert_eq!(
+        reply.body["authorizeUrl"],
+        "https://idp.hospital.example/authorize"
+    );
+    let reply = post_json(
+        &app,
+        "/auth/method",
+        json!({"email": "alice@example.org"}),
+        None,
+    )
+    .await;
+    assert_eq!(reply.body, json!({}));
+    let reply = get(&app, "/auth/clientinfo/app", None).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let reply = get(&app, "/auth/clientinfo/nobody", None).await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    assert_eq!(outcome(&reply).0, "Not found");
+}
+
+#[tokio::test]
+async fn me_revoke_and_account_mfa_with_a_bearer_token() {
+    let f = Fixture::new().await;
+    let app = app(&f);
+    let tokens = alice_token(&app).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let me = get(&app, "/auth/me", Some(access)).await;
+    assert_eq!(me.status, StatusCode::OK, "{}", me.text);
+    assert_eq!(me.body["user"]["email"], "alice@example.org");
+    assert_eq!(me.body["project"]["id"], "p1");
+    assert_eq!(me.body["membership"]["id"], "m-alice");
+    assert_eq!(me.body["profile"]["resourceType"], "Practitioner");
+    let sessions = me.body["security"]["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 1);
+    let unauthorized = get(&app, "/auth/me", None).await;
+    assert_eq!(unauthorized.status, StatusCode::UNAUTHORIZED);
+    assert!(unauthorized.headers.contains_key(header::WWW_AUTHENTICATE));
+
+    // Account MFA: status shows an enrolment URI, enroll confirms it.
+    let status = get(&app, "/auth/mfa/status", Some(access)).await;
+    assert_eq!(status.body["enrolled"], false);
+    let totp = totp_rs::Totp::from_url(status.body["enrollUri"].as_str().unwrap()).unwrap();
+    let code = totp
+        .generate(f.engine.now().unix_timestamp() as u64)
+        .to_string();
+    let wrong = post_json(
+        &app,
+        "/auth/mfa/enroll",
+        json!({"token": "000000"}),
+        Some(access),
+    )
+    .await;
+    assert_eq!(outcome(&wrong).0, "Invalid token");
+    let ok = post_json(
+        &app,
+        "/auth/mfa/enroll",
+        json!({"token": code}),
+        Some(access),
+    )
+    .await;
+    assert_eq!(outcome(&ok).0, "All OK");
+    assert_eq!(
+        get(&app, "/auth/mfa/status", Some(access)).await.body,
+        json!({"enrolled": true})
+    );
+
+    // Revoke: someone else's login id is "Not found"; one's own ends the session.
+    let other = post_json(
+        &app,
+        "/auth/revoke",
+        json!({"loginId": "not-mine"}),
+        Some(access),
+    )
+    .await;
+    assert_eq!(other.status, StatusCode::NOT_FOUND);
+    let id = sessions[0]["id"].as_str().unwrap();
+    let revoked = post_json(&app, "/auth/revoke", json!({"loginId": id}), Some(access)).await;
+    assert_eq!(outcome(&revoked).0, "All OK");
+    assert_eq!(
+        get(&app, "/auth/me", Some(access)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn oauth2_routes() {
+    let f = Fixture::new().await;
+    let app = app(&f);
+    // Authorize: to the sign-in page (302), after a POST 303; bad redirect answered directly.
+    let query = format!(
+        "/oauth2/authorize?response_type=code&client_id=app&redirect_uri={}&scope=openid&state=s1&code_challenge={CHALLENGE}&code_challenge_method=S256",
+        url::form_urlencoded::byte_serialize(REDIRECT.as_bytes()).collect::<String>()
+    );
+    let reply = get(&app, &query, None).await;
+    assert_eq!(reply.status, StatusCode::FOUND);
+    assert!(
+        reply.headers[header::LOCATION]
+            .to_str()
+            .unwrap()
+            .starts_with("https://auth.example.org/signin?")
+    );
+    let form = query.split_once('?').unwrap().1.to_owned();
+    let posted = send(
+        &app,
+        Request::post("/oauth2/authorize")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(form))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(posted.status, StatusCode::SEE_OTHER);
+    let bad = get(&app, "/oauth2/authorize?client_id=app&redirect_uri=https%3A%2F%2Fevil.example%2F&response_type=code", None).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!(bad.text, "Invalid redirect URI");
+    assert!(bad.headers.get(header::LOCATION).is_none());
+
+    // Token, UserInfo, introspection, revocation, logout.
+    let tokens = alice_token(&app).await;
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    let info = get(&app, "/oauth2/userinfo", Some(&access)).await;
+    assert_eq!(info.body["sub"], "alice");
+    let introspected = post_form(
+        &app,
+        "/oauth2/introspect",
+        &[("token", &access)],
+        Some(basic("confidential", CLIENT_SECRET)),
+    )
+    .await;
+    assert_eq!(introspected.body["active"], true);
+    let logout = get(&app, "/oauth2/logout", Some(&access)).await;
+    assert_eq!(outcome(&logout).0, "All OK");
+    assert!(
+        logout.headers[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    assert_eq!(
+        get(&app, "/oauth2/userinfo", Some(&access)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let revoked = post_form(
+        &app,
+        "/oauth2/revoke",
+        &[("token", "whatever"), ("client_id", "app")],
+        None,
+    )
+    .await;
+    assert_eq!(revoked.status, StatusCode::OK);
+
+    // Token endpoint refusals over HTTP.
+    let json_body = post_json(
+        &app,
+        "/oauth2/token",
+        json!({"grant_type": "client_credentials"}),
+        None,
+    )
+    .await;
+    assert_eq!(json_body.status, StatusCode::BAD_REQUEST);
+    assert_eq!(json_body.body["error"], "invalid_request");
+    let wrong = post_form(
+        &app,
+        "/oauth2/token",
+        &[("grant_type", "authorization_code"), ("code", "x")],
+        Some(basic("confidential", "nope")),
+    )
+    .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        wrong.headers[header::WWW_AUTHENTICATE],
+        "Basic realm=\"fhirgate\""
+    );
+    let duplicated = send(
+        &app,
+        Request::post("/oauth2/token")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(
+                "grant_type=refresh_token&refresh_token=a&refresh_token=b",
+            ))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(duplicated.body["error"], "invalid_request");
+}
+
+#[tokio::test]
+async fn well_known_documents() {
+    let f = Fixture::new().await;
+    let app = app(&f);
+    for path in [
+        "/.well-known/openid-configuration",
+        "/.well-known/oauth-authorization-server",
+        "/.well-known/smart-configuration",
+        "/.well-known/jwks.json",
+    ] {
+        let reply = get(&app, path, None).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}");
+        assert!(
+            reply.headers[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with("application/json")
+        );
+    }
+    assert_eq!(
+        get(&app, "/.well-known/openid-configuration", None)
+            .await
+            .body["issuer"],
+        ISSUER
+    );
+}
+
+#[tokio::test]
+async fn the_edge_answers_bad_requests_cleanly() {
+    let f = Fixture::new().await;
+    let app = app(&f);
+    // Malformed JSON, wrong shape, wrong content type, oversized body.
+    let malformed = send(
+        &app,
+        Request::post("/auth/login")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from("{\"email\": "))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(malformed.status, StatusCode::BAD_REQUEST);
+    assert_eq!(outcome(&malformed).0, "Malformed JSON body");
+    let shape = post_json(&app, "/auth/login", json!({"email": 42}), None).await;
+    assert_eq!(shape.status, StatusCode::BAD_REQUEST);
+    assert!(outcome(&shape).0.starts_with("Invalid request body"));
+    let text = send(
+        &app,
+        Request::post("/auth/login")
+            .header(header::CONTENT_TYPE, "text/plain")
+            .body(Body::from("hi"))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(text.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let huge = json!({"email": "alice@example.org", "password": "p".repeat(100_000)});
+    let big = post_json(&app, "/auth/login", huge, None).await;
+    assert_eq!(big.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(outcome(&big).0, "Request body too large");
+    // Unknown routes and wrong methods.
+    let missing = get(&app, "/auth/nothing-here", None).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(outcome(&missing).0, "Not found");
+    let method = get(&app, "/auth/login", None).await;
+    assert_eq!(method.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(outcome(&method).0, "Method not allowed");
+    // no-store everywhere.
+    for reply in [&malformed, &text, &big, &missing, &method] {
+        assert_eq!(reply.headers[header::CACHE_CONTROL], "no-store");
+    }
+}
+
+#[tokio::test]
+async fn cors_for_allowed_origins_only_and_never_on_authorize() {
+    let f = Fixture::new().await;
+    let app = app(&f);
+    let preflight = send(
+        &app,
+        Request::options("/auth/login")
+            .header(header::ORIGIN, "https://app.example.org")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(preflight.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        preflight.headers[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+        "https://app.example.org"
+    );
+    assert_eq!(
+        preflight.headers[header::ACCESS_CONTROL_ALLOW_CREDENTIALS],
+        "true"
+    );
+    let stranger = send(
+        &app,
+        Request::get("/.well-known/jwks.json")
+            .header(header::ORIGIN, "https://evil.example")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert!(
+        stranger
+            .headers
+            .get(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+            .is_none()
+    );
+    let authorize = send(
+        &app,
+        Request::get("/oauth2/authorize?client_id=app")
+            .header(header::ORIGIN, "https://app.example.org")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert!(
+        authorize
+            .headers
+            .get(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+            .is_none()
+    );
+}
