@@ -781,3 +781,75 @@ async fn key_rotation_publishes_first_and_keeps_the_old_key_until_its_tokens_exp
     f.engine.prune_keys();
     assert_eq!(f.engine.jwks()["keys"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn scope_decisions_distinguish_every_permission_and_the_patient_compartment() {
+    use fhirgate::model::Interaction;
+    use fhirgate::token::ScopeDecision;
+    let f = Fixture::new().await;
+    let (_, code) = f
+        .code_for(
+            "confidential",
+            "openid user/Observation.rs user/Encounter.cd",
+        )
+        .await;
+    let tokens = f.redeem("confidential", &code).await;
+    let p = f
+        .engine
+        .verify_access_token(field(&tokens, "access_token"))
+        .await
+        .unwrap();
+    assert_eq!(
+        p.scope_allows("Observation", Interaction::Read),
+        ScopeDecision::Allowed
+    );
+    assert_eq!(
+        p.scope_allows("Observation", Interaction::Search),
+        ScopeDecision::Allowed
+    );
+    assert_eq!(
+        p.scope_allows("Observation", Interaction::Update),
+        ScopeDecision::Denied
+    );
+    assert_eq!(
+        p.scope_allows("Encounter", Interaction::Delete),
+        ScopeDecision::Allowed
+    );
+    assert_eq!(
+        p.scope_allows("Encounter", Interaction::Read),
+        ScopeDecision::Denied
+    );
+    assert_eq!(
+        p.scope_allows("Patient", Interaction::Read),
+        ScopeDecision::Denied
+    );
+
+    // pat, a patient: patient/ scopes apply to her own compartment only.
+    let mut request = f.request();
+    request.client_id = Some("confidential".into());
+    request.scope = Some("openid patient/Observation.rs".into());
+    let login = expect_profile(
+        f.password_with(request, "pat@example.org", PASSWORD)
+            .await
+            .unwrap(),
+    );
+    let fhirgate::login::ProfileChoice::Chosen(login) = login.choose_if_single().await.unwrap()
+    else {
+        panic!()
+    };
+    let (_, code) = login.grant(None).await.unwrap();
+    let tokens = f.redeem("confidential", code.expose()).await;
+    assert_eq!(tokens.body["patient"], "pat");
+    assert_eq!(tokens.body["need_patient_banner"], true);
+    let p = f
+        .engine
+        .verify_access_token(field(&tokens, "access_token"))
+        .await
+        .unwrap();
+    assert_eq!(
+        p.scope_allows("Observation", Interaction::Read),
+        ScopeDecision::PatientCompartment(
+            fhirgate::model::Reference::parse("Patient/pat").unwrap()
+        )
+    );
+}

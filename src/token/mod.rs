@@ -13,4 +13,4 @@ pub use issue::IssuedTokens;
 pub use keys::{
     Expectation, KeyError, KeySet, SigningAlgorithm, SigningKey, TokenError, token_hash,
 };
-pub use verify::{Principal, Subject, VerifyError};
+pub use verify::{Principal, ScopeDecision, Subject, VerifyError};

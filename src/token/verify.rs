@@ -52,6 +52,49 @@ pub struct Principal {
     pub issued_at: OffsetDateTime,
 }
 
+/// What the granted SMART scopes say about one interaction on one resource type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScopeDecision {
+    /// A `user/` or `system/` scope allows it (the membership's access policy still applies).
+    Allowed,
+    /// Only a `patient/` scope allows it: for resources in this patient's compartment only.
+    PatientCompartment(Reference),
+    /// No granted scope allows it.
+    Denied,
+}
+
+impl Principal {
+    /// Whether the token's SMART scopes allow `interaction` on `resource_type`
+    /// (`Observation`, or any type for a `*` scope). Every SMART permission is distinct: a
+    /// `.rs` scope allows read and search, not update. A host checks the compartment itself
+    /// for [`ScopeDecision::PatientCompartment`], since only it knows whose a resource is.
+    pub fn scope_allows(
+        &self,
+        resource_type: &str,
+        interaction: crate::model::Interaction,
+    ) -> ScopeDecision {
+        let mut patient_only = false;
+        for scope in self.scope.iter() {
+            let crate::scope::Scope::Resource(r) = scope else {
+                continue;
+            };
+            if !r.resource_type.matches(resource_type) || !r.permissions.contains(interaction) {
+                continue;
+            }
+            match r.context {
+                crate::scope::Context::Patient => patient_only = true,
+                crate::scope::Context::User | crate::scope::Context::System => {
+                    return ScopeDecision::Allowed;
+                }
+            }
+        }
+        match (patient_only, &self.patient) {
+            (true, Some(patient)) => ScopeDecision::PatientCompartment(patient.clone()),
+            _ => ScopeDecision::Denied,
+        }
+    }
+}
+
 /// Whom a token speaks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Subject {
