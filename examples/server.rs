@@ -15,10 +15,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::path::{Path as FsPath, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{FromRef, MatchedPath, Path, RawQuery, Request, State};
+use axum::extract::{FromRef, Path, RawQuery, Request, State};
 use axum::http::StatusCode;
 use axum::http::header::{self, HeaderValue};
 use axum::middleware::Next;
@@ -33,13 +33,12 @@ use fhirgate::model::{
     PkcePolicy, Project, ProjectId, ProjectMembership, Reference, ResourcePolicy, TotpSecret,
     TotpState, User, UserId,
 };
-use fhirgate::scope::{Context, ScopeSet};
-use fhirgate::token::{Principal, Subject};
+use fhirgate::scope::ScopeSet;
+use fhirgate::token::{Principal, ScopeDecision, Subject};
 use fhirgate::{Config, Engine, MemoryStore};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::net::TcpListener;
-use tracing::Instrument;
 use url::Url;
 
 const USAGE: &str = "\
@@ -1075,37 +1074,20 @@ fn demo_routes(demo: Demo) -> Router {
         .route("/signin", get(sign_in_page))
         .route("/callback", get(callback_page))
         .route("/fhir/R4/Patient/{id}", get(read_patient))
-        .layer(axum::middleware::from_fn(demo_edge))
+        .layer(axum::middleware::from_fn(fhirgate::http::no_store))
+        .layer(axum::middleware::from_fn(fhirgate::http::trace))
+        .layer(axum::middleware::from_fn(nosniff))
         .with_state(demo)
 }
 
-/// For the demo's own routes what the library's layers do for its routes: a log line per
-/// request (method, route, status; never the query, which carries codes) and `no-store`.
-async fn demo_edge(request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "<unmatched>".to_owned());
-    let span = tracing::info_span!("request", method = %request.method(), route = %route);
-    async move {
-        let start = Instant::now();
-        let mut response = next.run(request).await;
-        let headers = response.headers_mut();
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        headers.insert(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        );
-        tracing::info!(
-            status = response.status().as_u16(),
-            elapsed_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
-            "response"
-        );
-        response
-    }
-    .instrument(span)
-    .await
+/// `X-Content-Type-Options: nosniff` on the demo's HTML pages.
+async fn nosniff(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    response.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
 }
 
 /// Escapes text for HTML content and quoted attribute values.
@@ -1592,18 +1574,13 @@ async fn index_page(State(demo): State<Demo>) -> Response {
 /// or `*` with the `r` permission. A scope restricted by a query (`?name=…`) cannot be
 /// checked without the resource, so it does not count.
 fn may_read_patient(principal: &Principal, id: &str) -> bool {
-    principal.scope.resource_scopes().any(|scope| {
-        scope.query.is_none()
-            && scope.resource_type.matches("Patient")
-            && scope.permissions.contains(Interaction::Read)
-            && match scope.context {
-                Context::Patient => principal
-                    .patient
-                    .as_ref()
-                    .is_some_and(|p| p.resource_type() == "Patient" && p.id() == id),
-                Context::User | Context::System => true,
-            }
-    })
+    match principal.scope_allows("Patient", Interaction::Read) {
+        ScopeDecision::Allowed => true,
+        ScopeDecision::PatientCompartment(patient) => {
+            patient.resource_type() == "Patient" && patient.id() == id
+        }
+        ScopeDecision::Denied => false,
+    }
 }
 
 /// `GET /fhir/R4/Patient/{id}`: a FHIR stub that echoes who is asking.

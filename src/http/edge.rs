@@ -224,9 +224,10 @@ where
     }
 }
 
-/// Every response: `Cache-Control: no-store` (most carry credentials; the rest gain nothing
-/// from caching) and `Pragma: no-cache`.
-pub(crate) async fn no_store(request: Request, next: Next) -> Response {
+/// Middleware: `Cache-Control: no-store` and `Pragma: no-cache` on every response (most carry
+/// credentials; the rest gain nothing from caching). Use it on a host's own routes with
+/// `axum::middleware::from_fn(fhirgate::http::no_store)`.
+pub async fn no_store(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -234,9 +235,10 @@ pub(crate) async fn no_store(request: Request, next: Next) -> Response {
     response
 }
 
-/// One span per request: method, route and status, never the query string, body or
-/// headers (they carry credentials).
-pub(crate) async fn trace(request: Request, next: Next) -> Response {
+/// Middleware: one `tracing` span per request with method, route and status — never the
+/// query string, body or headers, which carry credentials. Use it on a host's own routes with
+/// `axum::middleware::from_fn(fhirgate::http::trace)`.
+pub async fn trace(request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -248,7 +250,7 @@ pub(crate) async fn trace(request: Request, next: Next) -> Response {
         let response = next.run(request).await;
         tracing::info!(
             status = response.status().as_u16(),
-            elapsed_ms = start.elapsed().as_millis() as u64,
+            elapsed_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
             "response"
         );
         response

@@ -29,7 +29,7 @@ use axum::routing::{get, post};
 use crate::engine::Engine;
 use crate::model::IpMatch;
 
-pub use edge::{Authenticated, ClientAddress};
+pub use edge::{Authenticated, ClientAddress, no_store, trace};
 pub use error::OperationOutcome;
 
 /// How the routes behave at the edge.

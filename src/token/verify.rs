@@ -68,6 +68,9 @@ impl Principal {
     /// (`Observation`, or any type for a `*` scope). Every SMART permission is distinct: a
     /// `.rs` scope allows read and search, not update. A host checks the compartment itself
     /// for [`ScopeDecision::PatientCompartment`], since only it knows whose a resource is.
+    /// A scope restricted by search criteria (`…?category=laboratory`) never allows an
+    /// interaction on its own: its criteria must be applied to the query, which
+    /// [`effective_policy`](crate::scope::effective_policy) expresses.
     pub fn scope_allows(
         &self,
         resource_type: &str,
@@ -78,7 +81,10 @@ impl Principal {
             let crate::scope::Scope::Resource(r) = scope else {
                 continue;
             };
-            if !r.resource_type.matches(resource_type) || !r.permissions.contains(interaction) {
+            if r.query.is_some()
+                || !r.resource_type.matches(resource_type)
+                || !r.permissions.contains(interaction)
+            {
                 continue;
             }
             match r.context {
