@@ -853,3 +853,30 @@ async fn scope_decisions_distinguish_every_permission_and_the_patient_compartmen
         )
     );
 }
+
+#[tokio::test]
+async fn a_scope_with_search_criteria_never_allows_on_its_own() {
+    use fhirgate::model::Interaction;
+    use fhirgate::token::ScopeDecision;
+    let f = Fixture::new().await;
+    let (_, code) = f
+        .code_for(
+            "confidential",
+            "openid user/Observation.rs?category=laboratory",
+        )
+        .await;
+    let tokens = f.redeem("confidential", &code).await;
+    assert_eq!(
+        field(&tokens, "scope"),
+        "openid user/Observation.rs?category=laboratory"
+    );
+    let p = f
+        .engine
+        .verify_access_token(field(&tokens, "access_token"))
+        .await
+        .unwrap();
+    assert_eq!(
+        p.scope_allows("Observation", Interaction::Read),
+        ScopeDecision::Denied
+    );
+}
