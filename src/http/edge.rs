@@ -177,8 +177,8 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// Guards a route with a bearer access token: the handler receives the verified
 /// [`Principal`]; anything else is answered 401 with an RFC 6750 challenge.
 ///
-/// ```ignore
-/// async fn read_patient(Authenticated(principal): Authenticated, Path(id): Path<String>) -> … { … }
+/// ```text
+/// async fn read_patient(Authenticated(principal): Authenticated, Path(id): Path<String>) -> Json<Value> { … }
 /// let app = fhirgate::http::router(engine.clone())
 ///     .merge(Router::new().route("/fhir/R4/Patient/{id}", get(read_patient)).with_state(state));
 /// ```
