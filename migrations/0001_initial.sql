@@ -105,15 +105,17 @@ CREATE TABLE fhirgate_login_hashes (
 CREATE INDEX fhirgate_login_hashes_login ON fhirgate_login_hashes (login_id);
 
 -- Single-use keys, watermarks, attempt counters --------------------------------------------------
+-- Keys are the UTF-8 bytes of `kind:subject`: subjects can come from requests (a JWT `jti`)
+-- and may hold characters PostgreSQL's text cannot (NUL).
 
 CREATE TABLE fhirgate_once_claims (
-    key         text COLLATE "C" PRIMARY KEY,
+    key         bytea PRIMARY KEY,
     expires_at  timestamptz NOT NULL
 );
 CREATE INDEX fhirgate_once_claims_expires ON fhirgate_once_claims (expires_at);
 
 CREATE TABLE fhirgate_once_watermarks (
-    key         text COLLATE "C" PRIMARY KEY,
+    key         bytea PRIMARY KEY,
     -- a u64: numeric keeps the whole range and its order
     value       numeric(20, 0) NOT NULL CHECK (value >= 0),
     expires_at  timestamptz NOT NULL
@@ -121,7 +123,7 @@ CREATE TABLE fhirgate_once_watermarks (
 CREATE INDEX fhirgate_once_watermarks_expires ON fhirgate_once_watermarks (expires_at);
 
 CREATE TABLE fhirgate_once_attempts (
-    key           text COLLATE "C" PRIMARY KEY,
+    key           bytea PRIMARY KEY,
     count         bigint NOT NULL CHECK (count >= 0),
     window_ends   timestamptz NOT NULL,
     -- whether the latest take_attempt was counted (what its statement returns)

@@ -100,6 +100,7 @@ conformance!(
     watermarks_only_rise,
     attempts_are_capped_per_window,
     expired_once_entries_are_purged,
+    lookups_by_keys_with_nul_find_nothing,
     race_one_of_64_redeems_a_code,
     race_one_of_64_rotates_a_refresh_token,
     race_one_of_64_claims_a_key,
@@ -1302,6 +1303,55 @@ async fn expired_once_entries_are_purged(s: &Stores) {
     );
 }
 
+/// Request-derived keys may hold any character, NUL included (which PostgreSQL's text
+/// cannot): single-use keys still work, and lookups by such ids simply find nothing.
+async fn lookups_by_keys_with_nul_find_nothing(s: &Stores) {
+    let nul = OnceKey::new("jti", "a\0b");
+    let plain = OnceKey::new("jti", "a");
+    assert!(s.a.claim_once(&nul, at(60), at(0)).await.unwrap());
+    assert!(!s.b.claim_once(&nul, at(60), at(1)).await.unwrap());
+    assert!(s.b.claim_once(&plain, at(60), at(1)).await.unwrap());
+    assert!(s.a.claim_above(&nul, 3, at(60), at(0)).await.unwrap());
+    assert!(!s.b.claim_above(&nul, 3, at(60), at(0)).await.unwrap());
+    assert_eq!(
+        s.a.take_attempt(&nul, 1, Duration::seconds(60), at(0))
+            .await
+            .unwrap(),
+        Attempt::Allowed { count: 1 }
+    );
+    s.b.clear_attempts(&nul).await.unwrap();
+
+    s.a.create_user(&user("u1", "a@example.org", None))
+        .await
+        .unwrap();
+    let bad = "u1\0";
+    assert_eq!(s.b.user(&UserId::new(bad)).await.unwrap(), None);
+    assert_eq!(
+        s.b.user_by_email("a@example.org\0", None).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        s.b.user_by_email("a@example.org", Some(&ProjectId::new(bad)))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(s.b.memberships_of(&UserId::new(bad)).await.unwrap(), vec![]);
+    assert_eq!(s.b.membership(&MembershipId::new(bad)).await.unwrap(), None);
+    assert_eq!(s.b.project(&ProjectId::new(bad)).await.unwrap(), None);
+    assert_eq!(s.b.client(&ClientId::new(bad)).await.unwrap(), None);
+    assert_eq!(s.b.domain("example.org\0").await.unwrap(), None);
+    assert_eq!(
+        s.b.access_policy(&AccessPolicyId::new(bad)).await.unwrap(),
+        None
+    );
+    assert_eq!(s.b.launch(&LaunchId::new(bad)).await.unwrap(), None);
+    assert_eq!(s.b.login(&LoginId::new(bad)).await.unwrap(), None);
+    assert_eq!(s.b.logins_of_user(&UserId::new(bad)).await.unwrap(), vec![]);
+    assert!(!s.b.revoke_login(&LoginId::new(bad)).await.unwrap());
+    assert_eq!(s.b.revoke_user_logins(&UserId::new(bad)).await.unwrap(), 0);
+}
+
 // ---- races: 64 tasks over both instances -----------------------------------------------------
 
 const TASKS: usize = 64;
@@ -1960,6 +2010,37 @@ mod faults {
             matches!(consumed, Err(StoreError::Corrupt(_))),
             "{consumed:?}"
         );
+        db.finish().await;
+    }
+
+    /// PostgreSQL cannot store NUL in text or in `jsonb` strings (`MemoryStore` can): such a
+    /// write is a typed conflict, stores nothing, and the connection stays usable.
+    #[tokio::test]
+    async fn values_postgres_cannot_hold_are_a_conflict() {
+        let Some(db) = TestDb::new().await else {
+            return;
+        };
+        let store = db.store_with(db.options()).await;
+        store.migrate().await.unwrap();
+        let created = store
+            .create_user(&user("u1", "a\0@example.org", None))
+            .await;
+        assert!(
+            matches!(created, Err(StoreError::Conflict(_))),
+            "{created:?}"
+        );
+        assert_eq!(store.user(&UserId::new("u1")).await.unwrap(), None);
+        let mut r = authorized("l1", "h1", "c1", None);
+        r.params.nonce = Some("n\0nce".to_owned());
+        let created = store.create_login(&r).await;
+        assert!(
+            matches!(created, Err(StoreError::Conflict(_))),
+            "{created:?}"
+        );
+        assert_eq!(store.login(&r.id).await.unwrap(), None);
+        assert_eq!(store.login_by_handle(&h("h1")).await.unwrap(), None);
+        r.params.nonce = Some("nonce".to_owned());
+        store.create_login(&r).await.unwrap();
         db.finish().await;
     }
 

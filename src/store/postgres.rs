@@ -351,17 +351,27 @@ fn failed(client: Object, error: tokio_postgres::Error) -> StoreError {
     db_error(error)
 }
 
-/// Maps a driver error: integrity violations are conflicts, everything else (lost
-/// connection, cancelled statement, server failure) makes the store unavailable.
+/// Maps a driver error. Integrity violations (SQLSTATE class 23: a unique key) and data
+/// exceptions (class 22: a value PostgreSQL cannot hold, such as a NUL character in text or
+/// in a `jsonb` string) are conflicts: the value cannot be stored, and retrying will not
+/// help. Everything else (lost connection, cancelled statement, server failure) makes the
+/// store unavailable.
 fn db_error(error: tokio_postgres::Error) -> StoreError {
-    if let Some(db) = error.as_db_error()
-        && db.code().code().starts_with("23")
-    {
-        // The message names the constraint; the detail (which would show the key's value,
-        // such as an email) is left out.
-        return StoreError::Conflict(db.message().to_owned());
+    if let Some(db) = error.as_db_error() {
+        let code = db.code().code();
+        if code.starts_with("23") || code.starts_with("22") {
+            // The message names the constraint or the problem; the detail (which would
+            // show the key's value, such as an email) is left out.
+            return StoreError::Conflict(db.message().to_owned());
+        }
     }
     StoreError::Unavailable(error.to_string())
+}
+
+/// PostgreSQL's text cannot hold NUL, so no stored key contains one: a lookup by such a key
+/// finds nothing (without asking the server, which would refuse the parameter).
+fn unstorable(key: &str) -> bool {
+    key.contains('\0')
 }
 
 fn pool_error(error: PoolError) -> StoreError {
@@ -495,6 +505,9 @@ impl Directory for PgStore {
         email: &str,
         project: Option<&ProjectId>,
     ) -> Result<Option<User>, StoreError> {
+        if unstorable(email) || project.is_some_and(|p| unstorable(p.as_str())) {
+            return Ok(None);
+        }
         match project {
             None => {
                 self.record(
@@ -516,6 +529,9 @@ impl Directory for PgStore {
     }
 
     async fn user(&self, id: &UserId) -> Result<Option<User>, StoreError> {
+        if unstorable(id.as_str()) {
+            return Ok(None);
+        }
         self.record(
             "SELECT record::text FROM fhirgate_users WHERE id = $1",
             &[&id.as_str()],
@@ -569,6 +585,9 @@ impl Directory for PgStore {
     }
 
     async fn memberships_of(&self, user: &UserId) -> Result<Vec<ProjectMembership>, StoreError> {
+        if unstorable(user.as_str()) {
+            return Ok(Vec::new());
+        }
         self.records(
             "SELECT record::text FROM fhirgate_memberships WHERE user_id = $1 ORDER BY id",
             &[&user.as_str()],
@@ -577,6 +596,9 @@ impl Directory for PgStore {
     }
 
     async fn membership(&self, id: &MembershipId) -> Result<Option<ProjectMembership>, StoreError> {
+        if unstorable(id.as_str()) {
+            return Ok(None);
+        }
         self.record(
             "SELECT record::text FROM fhirgate_memberships WHERE id = $1",
             &[&id.as_str()],
@@ -603,6 +625,9 @@ impl Directory for PgStore {
     }
 
     async fn project(&self, id: &ProjectId) -> Result<Option<Project>, StoreError> {
+        if unstorable(id.as_str()) {
+            return Ok(None);
+        }
         self.record(
             "SELECT record::text FROM fhirgate_projects WHERE id = $1",
             &[&id.as_str()],
@@ -622,6 +647,9 @@ impl Directory for PgStore {
     }
 
     async fn client(&self, id: &ClientId) -> Result<Option<ClientApplication>, StoreError> {
+        if unstorable(id.as_str()) {
+            return Ok(None);
+        }
         self.record(
             "SELECT record::text FROM fhirgate_clients WHERE id = $1",
             &[&id.as_str()],
@@ -642,6 +670,9 @@ impl Directory for PgStore {
     }
 
     async fn domain(&self, domain: &str) -> Result<Option<DomainConfiguration>, StoreError> {
+        if unstorable(domain) {
+            return Ok(None);
+        }
         self.record(
             "SELECT record::text FROM fhirgate_domains WHERE domain = $1",
             &[&domain.to_lowercase()],
@@ -663,6 +694,9 @@ impl Directory for PgStore {
     }
 
     async fn access_policy(&self, id: &AccessPolicyId) -> Result<Option<AccessPolicy>, StoreError> {
+        if unstorable(id.as_str()) {
+            return Ok(None);
+        }
         self.record(
             "SELECT record::text FROM fhirgate_access_policies WHERE id = $1",
             &[&id.as_str()],
@@ -682,6 +716,9 @@ impl Directory for PgStore {
     }
 
     async fn launch(&self, id: &LaunchId) -> Result<Option<SmartLaunch>, StoreError> {
+        if unstorable(id.as_str()) {
+            return Ok(None);
+        }
         self.record(
             "SELECT record::text FROM fhirgate_launches WHERE id = $1",
             &[&id.as_str()],
@@ -826,6 +863,9 @@ impl LoginStore for PgStore {
     }
 
     async fn login(&self, id: &LoginId) -> Result<Option<LoginRecord>, StoreError> {
+        if unstorable(id.as_str()) {
+            return Ok(None);
+        }
         self.record(
             "SELECT record::text FROM fhirgate_logins WHERE id = $1",
             &[&id.as_str()],
@@ -1002,6 +1042,9 @@ impl LoginStore for PgStore {
     }
 
     async fn revoke_login(&self, id: &LoginId) -> Result<bool, StoreError> {
+        if unstorable(id.as_str()) {
+            return Ok(false);
+        }
         let changed = self
             .execute(
                 &format!("UPDATE fhirgate_logins SET {REVOKE_SET} WHERE id = $1 AND NOT revoked"),
@@ -1012,6 +1055,9 @@ impl LoginStore for PgStore {
     }
 
     async fn revoke_user_logins(&self, user: &UserId) -> Result<u64, StoreError> {
+        if unstorable(user.as_str()) {
+            return Ok(0);
+        }
         self.execute(
             &format!("UPDATE fhirgate_logins SET {REVOKE_SET} WHERE user_id = $1 AND NOT revoked"),
             &[&user.as_str()],
@@ -1020,6 +1066,9 @@ impl LoginStore for PgStore {
     }
 
     async fn logins_of_user(&self, user: &UserId) -> Result<Vec<LoginRecord>, StoreError> {
+        if unstorable(user.as_str()) {
+            return Ok(Vec::new());
+        }
         self.records(
             "SELECT record::text FROM fhirgate_logins WHERE user_id = $1
              ORDER BY created_at DESC, id",
@@ -1076,7 +1125,11 @@ impl OnceStore for PgStore {
                  ON CONFLICT (key) DO UPDATE SET expires_at = EXCLUDED.expires_at
                  WHERE c.expires_at <= $3
                  RETURNING 1",
-                &[&key.as_str(), &pg_time(expires_at), &pg_time(now)],
+                &[
+                    &key.as_str().as_bytes(),
+                    &pg_time(expires_at),
+                    &pg_time(now),
+                ],
             )
             .await?;
         Ok(row.is_some())
@@ -1098,7 +1151,7 @@ impl OnceStore for PgStore {
                  WHERE w.expires_at <= $4 OR w.value < EXCLUDED.value
                  RETURNING 1",
                 &[
-                    &key.as_str(),
+                    &key.as_str().as_bytes(),
                     &value.to_string(),
                     &pg_time(expires_at),
                     &pg_time(now),
@@ -1120,7 +1173,7 @@ impl OnceStore for PgStore {
             .query_opt(
                 TAKE_ATTEMPT,
                 &[
-                    &key.as_str(),
+                    &key.as_str().as_bytes(),
                     &i64::from(limit),
                     &pg_time(now),
                     &window_ends,
@@ -1143,7 +1196,7 @@ impl OnceStore for PgStore {
     async fn clear_attempts(&self, key: &OnceKey) -> Result<(), StoreError> {
         self.execute(
             "DELETE FROM fhirgate_once_attempts WHERE key = $1",
-            &[&key.as_str()],
+            &[&key.as_str().as_bytes()],
         )
         .await?;
         Ok(())
