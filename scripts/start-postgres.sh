@@ -80,7 +80,14 @@ if [[ ! -f "$DATA/PG_VERSION" ]]; then
 fi
 
 if as_pg "$BIN/pg_ctl" -D "$DATA" status >/dev/null 2>&1; then
-    echo "PostgreSQL already running in $DATA" >&2
+    # Line 4 of postmaster.pid is the port the running server listens on.
+    running_port="$(sed -n 4p "$DATA/postmaster.pid" 2>/dev/null || true)"
+    if [[ -n "$running_port" && "$running_port" != "$PORT" ]]; then
+        echo "PostgreSQL already running in $DATA on port $running_port (not $PORT)" >&2
+        PORT="$running_port"
+    else
+        echo "PostgreSQL already running in $DATA" >&2
+    fi
 else
     as_pg "$BIN/pg_ctl" -D "$DATA" -w -t 30 -l "$LOG" \
         -o "-p $PORT -k $DIR -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=off" \

@@ -1936,6 +1936,9 @@ mod faults {
         let pids = backends(&db, false).await;
         assert!(!pids.is_empty());
         terminate(&db, &pids).await;
+        // The driver learns that an idle connection was closed when its task next runs;
+        // give it that moment (a call racing it would get one Unavailable).
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
 
         // Every call after it works (closed connections are dropped, new ones made).
         for i in 0..16 {
