@@ -19,12 +19,26 @@
 //!   refusal to report. Statements that change a condition column rewrite the `jsonb` record
 //!   in the same statement (`jsonb_set`), so the two never disagree.
 //! * **Errors.** Lost connections, timeouts (`statement_timeout`, pool waits) and any other
-//!   server failure are [`StoreError::Unavailable`]; integrity violations (unique keys) are
-//!   [`StoreError::Conflict`]; a record that does not deserialise is [`StoreError::Corrupt`].
-//!   A failed statement changes nothing, and the pool drops closed connections, so the next
-//!   call after a failure gets a working one.
+//!   server failure are [`StoreError::Unavailable`]; integrity violations (unique keys) and
+//!   values PostgreSQL cannot hold are [`StoreError::Conflict`]; a record that does not
+//!   deserialise is [`StoreError::Corrupt`]. Nothing from the database panics. A failed
+//!   statement changes nothing, and a connection that failed other than with a plain SQL
+//!   error leaves the pool, so the next call after a failure gets a working one.
 //! * **Time.** Deadlines are `timestamptz` columns (microsecond precision) taken from the
 //!   values the caller passed; the records' own timestamps serialise in whole seconds.
+//!
+//! # Differences from `MemoryStore`
+//!
+//! The conformance suite (`tests/store_conformance.rs`) runs the same behaviour tests on
+//! both stores. What PostgreSQL cannot do the same way:
+//!
+//! * Text cannot hold NUL characters, nor can `jsonb` strings: storing a record with one (a
+//!   `nonce` containing `%00`, say) is a [`StoreError::Conflict`] and stores nothing. A
+//!   lookup by an id containing NUL finds nothing. Single-use keys are stored as bytes and
+//!   may hold anything.
+//! * Versions must fit PostgreSQL's `bigint` (below 2⁶³); a larger one is a conflict.
+//! * Instants are kept to the microsecond, and clamped to the range PostgreSQL holds
+//!   (4713 BC onwards).
 //!
 //! # Expiry
 //!
@@ -101,8 +115,8 @@ pub struct PgOptions {
     pub connect_timeout: StdDuration,
     /// How long a call waits for a free connection when all are busy. Default 5 s.
     pub acquire_timeout: StdDuration,
-    /// `application_name` of every connection (shown in `pg_stat_activity`). Default
-    /// `fhirgate`.
+    /// `application_name` of every connection (shown in `pg_stat_activity`); overrides one
+    /// in the URL unless empty. Default `fhirgate`.
     pub application_name: String,
 }
 
