@@ -138,3 +138,5 @@ pub use engine::{Engine, EngineBuilder};
 pub use error::{CredentialError, Fault, LoginError, PolicyError, RequestError, ServerError};
 pub use login::{AuthorizationCode, Login, LoginHandle, LoginRequest};
 pub use store::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use store::PgStore;

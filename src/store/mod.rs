@@ -5,11 +5,14 @@
 //! this code once*, *claim this key once*, *advance this watermark*, *take an attempt if under
 //! the limit* — so a correct implementation keeps single-use values single-use however many
 //! server instances share it. [`MemoryStore`] implements all three traits for one process;
-//! a database store implements the same operations as single statements or transactions.
+//! `PgStore` (feature `postgres`) implements them on PostgreSQL, each atomic operation as
+//! one SQL statement.
 //!
 //! All traits are object safe (`Arc<dyn Directory>` and so on) and `Send + Sync`.
 
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 
 use std::fmt;
 
@@ -24,6 +27,8 @@ use crate::model::{
 use crate::secret::SecretHash;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::{PgOptions, PgStore};
 
 /// A store could not do what was asked. The engine maps every variant to a server-side
 /// failure: nothing here is the caller's fault.
