@@ -165,6 +165,12 @@ pub enum RequestError {
         /// The maximum.
         max: usize,
     },
+    /// A text field contains control characters (NUL, newlines, …).
+    #[error("Field {field} must not contain control characters")]
+    ControlCharacters {
+        /// The field.
+        field: &'static str,
+    },
     /// The login handle is unknown (never issued, purged, or mistyped).
     #[error("Login not found")]
     UnknownLogin,
@@ -240,7 +246,9 @@ impl RequestError {
             RequestError::InvalidScope(_) | RequestError::ScopeNotRequested(_) => "scope",
             RequestError::LaunchNotFound => "launch",
             RequestError::InvalidResourceType => "resourceType",
-            RequestError::TooLong { field, .. } => field,
+            RequestError::TooLong { field, .. } | RequestError::ControlCharacters { field } => {
+                field
+            }
             RequestError::UnknownLogin
             | RequestError::LoginExpired
             | RequestError::LoginRevoked

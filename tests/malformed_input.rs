@@ -209,6 +209,13 @@ async fn malformed_login_requests() {
         ),
         (
             LoginRequest {
+                nonce: Some("a\u{0}b".into()),
+                ..f.request()
+            },
+            "Field nonce must not contain control characters",
+        ),
+        (
+            LoginRequest {
                 resource_type: Some("patient; drop".into()),
                 ..f.request()
             },

@@ -98,6 +98,9 @@ fn text(
     match value {
         Some(v) if v.is_empty() => Ok(None),
         Some(v) if v.chars().count() > max => Err(RequestError::TooLong { field, max }.into()),
+        Some(v) if v.chars().any(char::is_control) => {
+            Err(RequestError::ControlCharacters { field }.into())
+        }
         other => Ok(other),
     }
 }
@@ -125,10 +128,12 @@ impl Engine {
         let resource_type = text(request.resource_type, "resourceType", MAX_TEXT)?;
         let launch = text(request.launch, "launch", MAX_TEXT)?;
         let origin = text(request.origin, "origin", MAX_URI)?;
-        let user_agent = request
-            .user_agent
-            .filter(|ua| !ua.is_empty())
-            .map(|ua| ua.chars().take(MAX_TEXT).collect::<String>());
+        let user_agent = request.user_agent.filter(|ua| !ua.is_empty()).map(|ua| {
+            ua.chars()
+                .filter(|c| !c.is_control())
+                .take(MAX_TEXT)
+                .collect::<String>()
+        });
 
         // Client, then project.
         let client = match &client_id {

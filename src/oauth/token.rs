@@ -155,14 +155,16 @@ impl Engine {
         .max()
         .unwrap_or(access_end);
         stored.version = record.version.saturating_add(1);
-        if !self
+        // Only a revocation can change a just-granted login. If a replay of this very code
+        // revoked it in the meantime, this redemption still gets its one token response —
+        // with tokens that are already dead (the replay revoked every token from the code) and
+        // no refresh token, since none was stored.
+        let persisted = self
             .login_store()
             .update_login(&stored, record.version)
             .await
-            .map_err(server)?
-        {
-            return Err(OAuthError::invalid_grant("The grant was revoked"));
-        }
+            .map_err(server)?;
+        let refresh_token = if persisted { refresh_token } else { None };
         self.issue_tokens(Grant {
             record: &stored,
             client: client_app,
