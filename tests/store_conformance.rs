@@ -15,6 +15,8 @@
     clippy::indexing_slicing
 )]
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -74,7 +76,7 @@ macro_rules! conformance {
                     let Some(db) = super::pg::TestDb::new().await else {
                         return;
                     };
-                    super::$name(&db.stores().await).await;
+                    super::$name(&super::pg::stores(&db).await).await;
                     db.finish().await;
                 }
             )*
@@ -1618,140 +1620,18 @@ fn postgres_needs_the_postgres_feature() {
 
 #[cfg(feature = "postgres")]
 mod pg {
-    use std::io::Write as _;
-    use std::sync::{Arc, Once};
-    use std::time::Duration as StdDuration;
+    use std::sync::Arc;
 
-    use fhirgate::PgStore;
-    use fhirgate::random::OsRandom;
-    use fhirgate::store::PgOptions;
-    use tokio_postgres::{Client, NoTls};
+    pub use super::common::pg::*;
 
-    use super::Stores;
-
-    pub const URL_VAR: &str = "FHIRGATE_TEST_DATABASE_URL";
-    pub const REQUIRE_VAR: &str = "FHIRGATE_REQUIRE_POSTGRES";
-
-    fn required() -> bool {
-        std::env::var(REQUIRE_VAR).is_ok_and(|v| v == "1")
-    }
-
-    /// Prints the skip notice once per test binary, past the test harness's output capture
-    /// so that a plain `cargo test` shows it.
-    fn skip(why: &str) {
-        static NOTICE: Once = Once::new();
-        NOTICE.call_once(|| {
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED: PostgreSQL not reachable (set {URL_VAR}): {why}"
-            );
-        });
-    }
-
-    /// A schema of its own on the test database, and an admin connection to it.
-    pub struct TestDb {
-        pub admin: Client,
-        pub url: String,
-        pub schema: String,
-    }
-
-    impl TestDb {
-        /// `None` (after the skip notice) when there is no database to test against, unless
-        /// PostgreSQL is required.
-        pub async fn new() -> Option<Self> {
-            let url = match std::env::var(URL_VAR) {
-                Ok(url) if !url.trim().is_empty() => url,
-                _ => {
-                    if required() {
-                        panic!("{REQUIRE_VAR}=1 but {URL_VAR} is not set");
-                    }
-                    skip("the variable is not set");
-                    return None;
-                }
-            };
-            let mut config: tokio_postgres::Config = match url.parse() {
-                Ok(config) => config,
-                Err(e) => panic!("{URL_VAR} is not a PostgreSQL URL: {e}"),
-            };
-            config.connect_timeout(StdDuration::from_secs(3));
-            let admin = match config.connect(NoTls).await {
-                Ok((client, connection)) => {
-                    tokio::spawn(connection);
-                    client
-                }
-                Err(e) => {
-                    let why = match std::error::Error::source(&e) {
-                        Some(cause) => format!("{e}: {cause}"),
-                        None => e.to_string(),
-                    };
-                    if required() {
-                        panic!(
-                            "{REQUIRE_VAR}=1 but PostgreSQL at {URL_VAR} is not reachable: {why}"
-                        );
-                    }
-                    skip(&why);
-                    return None;
-                }
-            };
-            let id = fhirgate::model::LoginId::generate(&OsRandom).unwrap();
-            let schema = format!("fhirgate_test_{}", id.as_str().replace('-', ""));
-            admin
-                .batch_execute(&format!("CREATE SCHEMA {schema}"))
-                .await
-                .unwrap();
-            Some(Self { admin, url, schema })
-        }
-
-        /// The URL with this test's schema as the search path.
-        pub fn store_url(&self) -> String {
-            let separator = if self.url.contains('?') { '&' } else { '?' };
-            format!(
-                "{}{separator}options=-csearch_path%3D{}",
-                self.url, self.schema
-            )
-        }
-
-        /// Options naming this test's connections, so fault tests can find them.
-        pub fn options(&self) -> PgOptions {
-            PgOptions {
-                pool_size: 8,
-                application_name: self.application_name(),
-                ..PgOptions::default()
-            }
-        }
-
-        pub fn application_name(&self) -> String {
-            format!("fhirgate-{}", self.schema)
-        }
-
-        pub async fn store_with(&self, options: PgOptions) -> PgStore {
-            PgStore::connect_with(&self.store_url(), options)
-                .await
-                .unwrap()
-        }
-
-        /// A migrated store and a second one with its own pool on the same schema.
-        pub async fn stores(&self) -> Stores {
-            let a = self.store_with(self.options()).await;
-            a.migrate().await.unwrap();
-            let b = self.store_with(self.options()).await;
-            Stores {
-                a: Arc::new(a),
-                b: Arc::new(b),
-            }
-        }
-
-        /// A table of this test's schema, qualified for the admin connection.
-        pub fn table(&self, name: &str) -> String {
-            format!("{}.{name}", self.schema)
-        }
-
-        /// Drops the schema (on success; a failed test leaves it for inspection).
-        pub async fn finish(self) {
-            self.admin
-                .batch_execute(&format!("DROP SCHEMA {} CASCADE", self.schema))
-                .await
-                .unwrap();
+    /// A migrated store and a second one with its own pool on the same schema.
+    pub async fn stores(db: &TestDb) -> super::Stores {
+        let a = db.store_with(db.options()).await;
+        a.migrate().await.unwrap();
+        let b = db.store_with(db.options()).await;
+        super::Stores {
+            a: Arc::new(a),
+            b: Arc::new(b),
         }
     }
 }

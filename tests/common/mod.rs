@@ -8,6 +8,9 @@
     clippy::indexing_slicing
 )]
 
+#[cfg(feature = "postgres")]
+pub mod pg;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
