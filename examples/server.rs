@@ -34,7 +34,7 @@ use fhirgate::model::{
     TotpState, User, UserId,
 };
 use fhirgate::scope::ScopeSet;
-use fhirgate::token::{Principal, ScopeDecision, Subject};
+use fhirgate::token::{KeySet, Principal, ScopeDecision, SigningAlgorithm, SigningKey, Subject};
 use fhirgate::{Config, Engine, MemoryStore};
 use serde::Deserialize;
 use serde_json::json;
@@ -48,6 +48,11 @@ usage: cargo run --features axum --example server -- [OPTIONS]
   --seed FILE        load the data from a JSON seed file instead of the built-in demo data
   --issuer URL       the issuer (default http://<listening address>); required when listening
                      on a non-loopback address, where it must be https (a TLS proxy in front)
+  --database-url URL keep everything in PostgreSQL instead of memory (needs the postgres
+                     feature: cargo run --features axum,postgres --example server); several
+                     servers can share one database
+  --signing-key FILE sign with this PKCS#8 PEM key (ES256, EdDSA or RS256) instead of a key
+                     generated at start-up; servers sharing a database must share it too
   --log-json         JSON log lines on stderr (RUST_LOG filters them; default info)
   -h, --help         this text";
 
@@ -72,6 +77,8 @@ struct Args {
     addr: SocketAddr,
     seed: Option<PathBuf>,
     issuer: Option<String>,
+    database_url: Option<String>,
+    signing_key: Option<PathBuf>,
     log_json: bool,
 }
 
@@ -114,6 +121,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
         addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 8103)),
         seed: None,
         issuer: None,
+        database_url: None,
+        signing_key: None,
         log_json: false,
     };
     while let Some(arg) = args.next() {
@@ -140,6 +149,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
             }
             "--seed" => parsed.seed = Some(PathBuf::from(value()?)),
             "--issuer" => parsed.issuer = Some(value()?),
+            "--database-url" => parsed.database_url = Some(value()?),
+            "--signing-key" => parsed.signing_key = Some(PathBuf::from(value()?)),
             "--log-json" if inline.is_none() => parsed.log_json = true,
             "-h" | "--help" => return Ok(None),
             other => return Err(format!("unknown argument {other:?}")),
@@ -187,12 +198,17 @@ async fn run(args: Args) -> Result<(), Failure> {
 
     let mut config = Config::default();
     config.oauth.issuer = issuer.clone();
-    let engine = Engine::builder()
-        .store(MemoryStore::new())
+    let mut builder = Engine::builder()
         .config(config)
-        .audit(Arc::new(TracingAudit))
-        .build()
-        .map_err(|e| Failure::Usage(e.to_string()))?;
+        .audit(Arc::new(TracingAudit));
+    builder = match &args.database_url {
+        Some(url) => with_database(builder, url).await?,
+        None => builder.store(MemoryStore::new()),
+    };
+    if let Some(path) = &args.signing_key {
+        builder = builder.keys(KeySet::new(read_signing_key(path)?));
+    }
+    let engine = builder.build().map_err(|e| Failure::Usage(e.to_string()))?;
 
     let (seed, origin) = match &args.seed {
         Some(path) => (
@@ -252,6 +268,53 @@ async fn run(args: Args) -> Result<(), Failure> {
     .map_err(|e| Failure::Runtime(format!("server failed: {e}")))?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// PostgreSQL as the store, migrated; several servers may share it.
+#[cfg(feature = "postgres")]
+async fn with_database(
+    builder: fhirgate::EngineBuilder,
+    url: &str,
+) -> Result<fhirgate::EngineBuilder, Failure> {
+    let store = fhirgate::PgStore::connect(url)
+        .await
+        .map_err(|e| Failure::Runtime(format!("--database-url: {e}")))?;
+    store
+        .migrate()
+        .await
+        .map_err(|e| Failure::Runtime(format!("--database-url: migrating failed: {e}")))?;
+    tracing::info!("using PostgreSQL");
+    Ok(builder.store(store))
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn with_database(
+    _builder: fhirgate::EngineBuilder,
+    _url: &str,
+) -> Result<fhirgate::EngineBuilder, Failure> {
+    Err(Failure::Usage(
+        "--database-url needs the postgres feature: cargo run --features axum,postgres --example server"
+            .to_owned(),
+    ))
+}
+
+/// A PKCS#8 PEM signing key: ES256, EdDSA or RS256, whichever it is.
+fn read_signing_key(path: &FsPath) -> Result<SigningKey, Failure> {
+    let pem = std::fs::read_to_string(path)
+        .map_err(|e| Failure::Usage(format!("--signing-key {}: {e}", path.display())))?;
+    [
+        SigningAlgorithm::Es256,
+        SigningAlgorithm::EdDsa,
+        SigningAlgorithm::Rs256,
+    ]
+    .into_iter()
+    .find_map(|alg| SigningKey::from_pkcs8_pem(alg, &pem).ok())
+    .ok_or_else(|| {
+        Failure::Usage(format!(
+            "--signing-key {}: not a PKCS#8 PEM ES256, EdDSA or RS256 private key",
+            path.display()
+        ))
+    })
 }
 
 /// The bound address as a client reaches it: an unspecified address (`0.0.0.0`, `::`) is
@@ -949,10 +1012,14 @@ async fn load_seed(engine: &Engine, seed: Seed) -> Result<Summary, String> {
     }
 
     for (at, user) in pending_users {
-        directory
-            .create_user(&user)
-            .await
-            .map_err(|e| format!("{at}: {e}"))?;
+        match directory.create_user(&user).await {
+            Ok(()) => {}
+            // Another server sharing the database seeded this user first.
+            Err(fhirgate::store::StoreError::Conflict(_)) => {
+                tracing::info!(user = %user.id, "user already in the database; kept as it is");
+            }
+            Err(e) => return Err(format!("{at}: {e}")),
+        }
     }
 
     let mut memberships = HashSet::new();

@@ -15,6 +15,9 @@
     clippy::indexing_slicing
 )]
 
+#[cfg(feature = "postgres")]
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -903,4 +906,68 @@ async fn sigterm_stops_the_server_gracefully() {
         reader.join().unwrap();
     }
     assert!(server.stderr().contains("shutting down"));
+}
+
+/// Two demo servers on one PostgreSQL database (the same signing key and issuer, as behind a
+/// load balancer): a sign-in on one is redeemed on the other, and a replay on either revokes
+/// the tokens on both.
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn two_servers_share_one_database() {
+    let Some(db) = common::pg::TestDb::new().await else {
+        return;
+    };
+    let url = db.store_url();
+    let key = manifest_dir().join("tests/data/keys/p256.pem");
+    let key = key.to_str().unwrap();
+    let args = [
+        "--addr",
+        "127.0.0.1:0",
+        "--issuer",
+        "http://127.0.0.1:1",
+        "--database-url",
+        url.as_str(),
+        "--signing-key",
+        key,
+    ];
+    let a = Server::start(&args);
+    let b = Server::start(&args);
+    let redirect = "http://127.0.0.1:1/callback";
+    let answer = login(
+        &a,
+        "practitioner@example.com",
+        PASSWORD,
+        "demo-spa",
+        redirect,
+        WALK_SCOPE,
+    )
+    .await;
+    let code = answer["code"].as_str().expect("a code").to_owned();
+    let tokens = redeem(&b, &code, "demo-spa", redirect).await;
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        get_with(&a, "/auth/me", &access).await.status(),
+        StatusCode::OK
+    );
+    let replay = http()
+        .post(a.url("/oauth2/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("client_id", "demo-spa"),
+            ("redirect_uri", redirect),
+            ("code_verifier", VERIFIER),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(json_of(replay).await["error"], "invalid_grant");
+    assert_eq!(
+        get_with(&b, "/auth/me", &access).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    drop(a);
+    drop(b);
+    db.finish().await;
 }

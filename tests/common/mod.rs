@@ -126,7 +126,156 @@ impl Fixture {
     }
 
     async fn seed(&self) {
-        let s = &self.store;
+        self.seeder().seed().await;
+    }
+
+    /// A seeder writing to this fixture's store.
+    pub fn seeder(&self) -> Seeder<'_> {
+        Seeder {
+            engine: &self.engine,
+            dir: &self.store,
+        }
+    }
+
+    pub async fn user(
+        &self,
+        id: &str,
+        email: &str,
+        project: Option<&str>,
+        password: bool,
+        totp: TotpState,
+        mfa_required: bool,
+    ) -> User {
+        self.seeder()
+            .user(id, email, project, password, totp, mfa_required)
+            .await
+    }
+
+    pub async fn membership(
+        &self,
+        id: &str,
+        project: &str,
+        user: &str,
+        profile: &str,
+    ) -> ProjectMembership {
+        self.seeder().membership(id, project, user, profile).await
+    }
+
+    /// A typical request from the `app` client.
+    pub fn request(&self) -> LoginRequest {
+        LoginRequest {
+            client_id: Some("app".into()),
+            redirect_uri: Some(REDIRECT.into()),
+            scope: Some("openid fhirUser user/Patient.rs user/Observation.cruds".into()),
+            code_challenge: Some(CHALLENGE.into()),
+            code_challenge_method: Some("S256".into()),
+            remote_address: Some("192.0.2.10".parse().unwrap()),
+            ..LoginRequest::default()
+        }
+    }
+
+    /// Domain + password stages for `email` with the default request.
+    pub async fn password(
+        &self,
+        email: &str,
+        password: &str,
+    ) -> Result<Authenticated, fhirgate::LoginError> {
+        self.password_with(self.request(), email, password).await
+    }
+
+    pub async fn password_with(
+        &self,
+        request: LoginRequest,
+        email: &str,
+        password: &str,
+    ) -> Result<Authenticated, fhirgate::LoginError> {
+        let login = self.engine.start(request).await?;
+        match login.method(email).await? {
+            Method::Password(login) => login.password(password).await,
+            Method::External(_) => panic!("unexpected external provider"),
+        }
+    }
+
+    /// alice (password, one membership) signed in through the default request, her only
+    /// membership chosen: ready for the Scope stage.
+    pub async fn alice_at_scope(&self) -> Login<fhirgate::login::Scope> {
+        let login = expect_profile(self.password("alice@example.org", PASSWORD).await.unwrap());
+        match login.choose_if_single().await.unwrap() {
+            fhirgate::login::ProfileChoice::Chosen(login) => login,
+            other => panic!("alice has one membership: {other:?}"),
+        }
+    }
+
+    /// A code for alice through `client` (`app` is public with PKCE; `confidential`
+    /// authenticates with Basic), with `scope`.
+    pub async fn code_for(
+        &self,
+        client: &str,
+        scope: &str,
+    ) -> (fhirgate::Login<fhirgate::login::Authorized>, String) {
+        let mut request = self.request();
+        request.client_id = Some(client.into());
+        request.scope = Some(scope.into());
+        request.nonce = Some("n-0S6_WzA2Mj".into());
+        let login = expect_profile(
+            self.password_with(request, "alice@example.org", PASSWORD)
+                .await
+                .unwrap(),
+        );
+        let login = match login.choose_if_single().await.unwrap() {
+            fhirgate::login::ProfileChoice::Chosen(login) => login,
+            other => panic!("{other:?}"),
+        };
+        let (login, code) = login.grant(None).await.unwrap();
+        (login, code.expose().to_owned())
+    }
+
+    /// Redeems a code at the token endpoint the way a client would.
+    pub async fn redeem(&self, client: &str, code: &str) -> fhirgate::oauth::OAuthResponse {
+        let mut pairs = vec![
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+        ];
+        let mut authorization = None;
+        if client == "confidential" {
+            authorization = Some(basic("confidential", CLIENT_SECRET));
+        } else {
+            pairs.push(("client_id", client));
+        }
+        self.token(authorization, &pairs).await
+    }
+
+    /// Calls the token endpoint with a form and an optional Authorization header.
+    pub async fn token(
+        &self,
+        authorization: Option<String>,
+        pairs: &[(&str, &str)],
+    ) -> fhirgate::oauth::OAuthResponse {
+        let mut request =
+            fhirgate::oauth::TokenRequest::from_form(fhirgate::oauth::Form::from_pairs(pairs));
+        request.authorization = authorization;
+        self.engine.token(request).await
+    }
+
+    /// The TOTP code an authenticator app shows now (optionally `steps` steps away).
+    pub fn totp_now(&self, steps: i64) -> String {
+        let secret = TotpSecret::from_bytes(TOTP_SECRET.to_vec());
+        let t = self.engine.now().unix_timestamp() + steps * 30;
+        totp::code_at(&secret, t as u64).unwrap()
+    }
+}
+
+/// Seeds any directory with the fixture's accounts and clients (hashing with `engine`).
+pub struct Seeder<'a> {
+    pub engine: &'a Engine,
+    pub dir: &'a dyn Directory,
+}
+
+impl Seeder<'_> {
+    pub async fn seed(&self) {
+        let s = self.dir;
         for (id, name) in [("p1", "Clinic"), ("p2", "Lab")] {
             s.put_project(&Project::new(ProjectId::new(id), name))
                 .await
@@ -271,7 +420,7 @@ impl Fixture {
         }
         user.totp = totp;
         user.mfa_required = mfa_required;
-        self.store.create_user(&user).await.unwrap();
+        self.dir.create_user(&user).await.unwrap();
         user
     }
 
@@ -288,113 +437,8 @@ impl Fixture {
             UserId::new(user),
             Reference::parse(profile).unwrap(),
         );
-        self.store.put_membership(&m).await.unwrap();
+        self.dir.put_membership(&m).await.unwrap();
         m
-    }
-
-    /// A typical request from the `app` client.
-    pub fn request(&self) -> LoginRequest {
-        LoginRequest {
-            client_id: Some("app".into()),
-            redirect_uri: Some(REDIRECT.into()),
-            scope: Some("openid fhirUser user/Patient.rs user/Observation.cruds".into()),
-            code_challenge: Some(CHALLENGE.into()),
-            code_challenge_method: Some("S256".into()),
-            remote_address: Some("192.0.2.10".parse().unwrap()),
-            ..LoginRequest::default()
-        }
-    }
-
-    /// Domain + password stages for `email` with the default request.
-    pub async fn password(
-        &self,
-        email: &str,
-        password: &str,
-    ) -> Result<Authenticated, fhirgate::LoginError> {
-        self.password_with(self.request(), email, password).await
-    }
-
-    pub async fn password_with(
-        &self,
-        request: LoginRequest,
-        email: &str,
-        password: &str,
-    ) -> Result<Authenticated, fhirgate::LoginError> {
-        let login = self.engine.start(request).await?;
-        match login.method(email).await? {
-            Method::Password(login) => login.password(password).await,
-            Method::External(_) => panic!("unexpected external provider"),
-        }
-    }
-
-    /// alice (password, one membership) signed in through the default request, her only
-    /// membership chosen: ready for the Scope stage.
-    pub async fn alice_at_scope(&self) -> Login<fhirgate::login::Scope> {
-        let login = expect_profile(self.password("alice@example.org", PASSWORD).await.unwrap());
-        match login.choose_if_single().await.unwrap() {
-            fhirgate::login::ProfileChoice::Chosen(login) => login,
-            other => panic!("alice has one membership: {other:?}"),
-        }
-    }
-
-    /// A code for alice through `client` (`app` is public with PKCE; `confidential`
-    /// authenticates with Basic), with `scope`.
-    pub async fn code_for(
-        &self,
-        client: &str,
-        scope: &str,
-    ) -> (fhirgate::Login<fhirgate::login::Authorized>, String) {
-        let mut request = self.request();
-        request.client_id = Some(client.into());
-        request.scope = Some(scope.into());
-        request.nonce = Some("n-0S6_WzA2Mj".into());
-        let login = expect_profile(
-            self.password_with(request, "alice@example.org", PASSWORD)
-                .await
-                .unwrap(),
-        );
-        let login = match login.choose_if_single().await.unwrap() {
-            fhirgate::login::ProfileChoice::Chosen(login) => login,
-            other => panic!("{other:?}"),
-        };
-        let (login, code) = login.grant(None).await.unwrap();
-        (login, code.expose().to_owned())
-    }
-
-    /// Redeems a code at the token endpoint the way a client would.
-    pub async fn redeem(&self, client: &str, code: &str) -> fhirgate::oauth::OAuthResponse {
-        let mut pairs = vec![
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", VERIFIER),
-        ];
-        let mut authorization = None;
-        if client == "confidential" {
-            authorization = Some(basic("confidential", CLIENT_SECRET));
-        } else {
-            pairs.push(("client_id", client));
-        }
-        self.token(authorization, &pairs).await
-    }
-
-    /// Calls the token endpoint with a form and an optional Authorization header.
-    pub async fn token(
-        &self,
-        authorization: Option<String>,
-        pairs: &[(&str, &str)],
-    ) -> fhirgate::oauth::OAuthResponse {
-        let mut request =
-            fhirgate::oauth::TokenRequest::from_form(fhirgate::oauth::Form::from_pairs(pairs));
-        request.authorization = authorization;
-        self.engine.token(request).await
-    }
-
-    /// The TOTP code an authenticator app shows now (optionally `steps` steps away).
-    pub fn totp_now(&self, steps: i64) -> String {
-        let secret = TotpSecret::from_bytes(TOTP_SECRET.to_vec());
-        let t = self.engine.now().unix_timestamp() + steps * 30;
-        totp::code_at(&secret, t as u64).unwrap()
     }
 }
 
