@@ -88,10 +88,12 @@ conformance!(
     users_are_unique_per_scope,
     update_user_is_compare_and_swap,
     memberships_are_listed_per_user_in_id_order,
+    memberships_are_found_by_external_id_within_a_project,
     directory_records_round_trip,
     domains_are_keyed_by_lower_case,
     logins_are_created_once_and_found_by_their_hashes,
     update_login_is_compare_and_swap,
+    update_login_can_rotate_the_handle,
     codes_are_redeemed_once,
     code_expiry_stage_and_revocation_refuse,
     refresh_tokens_rotate_once_and_reuse_is_detected,
@@ -399,6 +401,36 @@ async fn memberships_are_listed_per_user_in_id_order(s: &Stores) {
     assert_eq!(s.a.membership(&m2.id).await.unwrap(), Some(moved));
 }
 
+async fn memberships_are_found_by_external_id_within_a_project(s: &Stores) {
+    let mut a = membership("m-a", "p1", "u1");
+    a.external_id = Some("sub-123".into());
+    let mut b = membership("m-b", "p2", "u2");
+    b.external_id = Some("sub-123".into());
+    let mut c = membership("m-c", "p1", "u3");
+    c.external_id = Some("sub-456".into());
+    for m in [&a, &b, &c, &membership("m-d", "p1", "u4")] {
+        s.a.put_membership(m).await.unwrap();
+    }
+    let found =
+        s.b.memberships_by_external_id(&ProjectId::new("p1"), "sub-123")
+            .await
+            .unwrap();
+    assert_eq!(found, vec![a.clone()]);
+    assert!(
+        s.b.memberships_by_external_id(&ProjectId::new("p1"), "SUB-123")
+            .await
+            .unwrap()
+            .is_empty(),
+        "external ids are case-sensitive"
+    );
+    assert!(
+        s.b.memberships_by_external_id(&ProjectId::new("p3"), "sub-123")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 async fn directory_records_round_trip(s: &Stores) {
     let mut project = Project::new(ProjectId::new("p1"), "Clinic");
     project
@@ -610,18 +642,13 @@ async fn update_login_is_compare_and_swap(s: &Stores) {
     assert_eq!(s.b.login(&r1.id).await.unwrap(), Some(r1.clone()));
 
     // Refused, changing nothing: a stale expected version, a record version that is not
-    // expected + 1, a changed handle, an unknown login.
+    // expected + 1, an unknown login.
     let mut stale = r1.clone();
     stale.granted_scope = Some("stale".to_owned());
     assert!(!s.b.update_login(&stale, 0).await.unwrap());
     let mut skipping = r1.clone();
     skipping.version = 3;
     assert!(!s.b.update_login(&skipping, 1).await.unwrap());
-    let mut rehandled = r1.clone();
-    rehandled.version = 2;
-    rehandled.handle_hash = h("h-new");
-    assert!(!s.a.update_login(&rehandled, 1).await.unwrap());
-    assert_eq!(s.a.login_by_handle(&h("h-new")).await.unwrap(), None);
     let mut ghost = login("ghost", "h-ghost");
     ghost.version = 1;
     assert!(!s.a.update_login(&ghost, 0).await.unwrap());
@@ -714,6 +741,38 @@ async fn update_login_is_compare_and_swap(s: &Stores) {
     revived.revoked = false;
     assert!(!s.a.update_login(&revived, 5).await.unwrap());
     assert_eq!(s.b.login(&r4.id).await.unwrap(), Some(revoked));
+}
+
+async fn update_login_can_rotate_the_handle(s: &Stores) {
+    let r0 = login("l1", "h1");
+    s.a.create_login(&r0).await.unwrap();
+    // After it travelled through a URL, a login's handle is replaced: the new one finds the
+    // login, the old one nothing.
+    let mut r1 = r0.clone();
+    r1.version = 1;
+    r1.handle_hash = h("h-new");
+    assert!(s.a.update_login(&r1, 0).await.unwrap());
+    assert_eq!(
+        s.b.login_by_handle(&h("h-new")).await.unwrap(),
+        Some(r1.clone())
+    );
+    assert_eq!(s.b.login_by_handle(&h("h1")).await.unwrap(), None);
+    // A second login cannot take a handle in use.
+    let mut other = login("l2", "h2");
+    s.a.create_login(&other).await.unwrap();
+    other.version = 1;
+    other.handle_hash = h("h-new");
+    assert!(matches!(
+        s.b.update_login(&other, 0).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        s.a.login_by_handle(&h("h2"))
+            .await
+            .unwrap()
+            .map(|r| r.version),
+        Some(0)
+    );
 }
 
 async fn codes_are_redeemed_once(s: &Stores) {
@@ -1953,8 +2012,9 @@ mod faults {
             )
             .await
             .unwrap();
-        assert_eq!(rows.len(), 1);
+        assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].get::<_, i32>(0), 1);
+        assert_eq!(rows[1].get::<_, i32>(0), 2);
         // The schema works.
         store
             .create_user(&user("u1", "alice@example.org", None))

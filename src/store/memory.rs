@@ -234,6 +234,20 @@ impl Directory for MemoryStore {
         Ok(self.dir().memberships.get(id).cloned())
     }
 
+    async fn memberships_by_external_id(
+        &self,
+        project: &ProjectId,
+        external_id: &str,
+    ) -> Result<Vec<ProjectMembership>, StoreError> {
+        Ok(self
+            .dir()
+            .memberships
+            .values()
+            .filter(|m| m.project == *project && m.external_id.as_deref() == Some(external_id))
+            .cloned()
+            .collect())
+    }
+
     async fn put_membership(&self, membership: &ProjectMembership) -> Result<(), StoreError> {
         let mut dir = self.dir_mut();
         if let Some(old) = dir.memberships.get(&membership.id).map(|m| m.user.clone())
@@ -391,7 +405,6 @@ impl LoginStore for MemoryStore {
         if stored.version != expected_version
             || stored.revoked
             || record.version != expected_version.saturating_add(1)
-            || stored.handle_hash != record.handle_hash
         {
             return Ok(false);
         }

@@ -68,6 +68,13 @@ pub trait Directory: Send + Sync {
     async fn memberships_of(&self, user: &UserId) -> Result<Vec<ProjectMembership>, StoreError>;
     /// A membership by id.
     async fn membership(&self, id: &MembershipId) -> Result<Option<ProjectMembership>, StoreError>;
+    /// The memberships of `project` whose `external_id` is exactly `external_id` (the
+    /// subject an external identity provider uses for the member).
+    async fn memberships_by_external_id(
+        &self,
+        project: &ProjectId,
+        external_id: &str,
+    ) -> Result<Vec<ProjectMembership>, StoreError>;
     /// Creates or replaces a membership.
     async fn put_membership(&self, membership: &ProjectMembership) -> Result<(), StoreError>;
     /// A project by id.
@@ -135,7 +142,8 @@ pub trait LoginStore: Send + Sync {
     async fn login(&self, id: &LoginId) -> Result<Option<LoginRecord>, StoreError>;
     /// Replaces a login if its stored version is still `expected_version` (and it is not
     /// revoked); `record.version` must be `expected_version + 1`. Returns `false` and changes
-    /// nothing otherwise.
+    /// nothing otherwise. The handle may change (a login's handle is rotated after it
+    /// travelled through a URL); the old one then finds nothing.
     async fn update_login(
         &self,
         record: &LoginRecord,

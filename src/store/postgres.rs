@@ -80,11 +80,18 @@ struct Migration {
 }
 
 /// The schema, in order. Never edit an applied migration: add the next one.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: include_str!("../../migrations/0001_initial.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: include_str!("../../migrations/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "membership_external_id",
+        sql: include_str!("../../migrations/0002_membership_external_id.sql"),
+    },
+];
 
 /// The advisory lock every `migrate` call holds while it applies a migration, so that
 /// instances starting together apply each migration once.
@@ -609,6 +616,22 @@ impl Directory for PgStore {
         .await
     }
 
+    async fn memberships_by_external_id(
+        &self,
+        project: &ProjectId,
+        external_id: &str,
+    ) -> Result<Vec<ProjectMembership>, StoreError> {
+        if unstorable(project.as_str()) || unstorable(external_id) {
+            return Ok(Vec::new());
+        }
+        self.records(
+            "SELECT record::text FROM fhirgate_memberships
+             WHERE project_id = $1 AND record ->> 'external_id' = $2 ORDER BY id",
+            &[&project.as_str(), &external_id],
+        )
+        .await
+    }
+
     async fn membership(&self, id: &MembershipId) -> Result<Option<ProjectMembership>, StoreError> {
         if unstorable(id.as_str()) {
             return Ok(None);
@@ -776,8 +799,8 @@ WITH u AS (
     SET version = $3, stage = $4, revoked = $5, user_id = $6, client_id = $7, created_at = $8,
         expires_at = $9, code_hash = $10, code_expires_at = $11, code_redeemed = $12,
         session_hash = $13, refresh_hash = $14, refresh_expires_at = $15,
-        record = $16::text::jsonb
-    WHERE id = $1 AND version = $2 AND NOT revoked AND handle_hash = $17
+        record = $16::text::jsonb, handle_hash = $17
+    WHERE id = $1 AND version = $2 AND NOT revoked
     RETURNING id
 ),
 gone AS (
