@@ -29,6 +29,8 @@ pub struct Config {
     pub external_callback_url: Option<Url>,
     /// The OAuth 2.0 / OpenID Connect side: issuer, endpoints, token lifetimes.
     pub oauth: OAuthConfig,
+    /// Google sign-in.
+    pub google: crate::idp::GoogleConfig,
 }
 
 impl Default for Config {
@@ -42,6 +44,7 @@ impl Default for Config {
             throttle: ThrottleConfig::default(),
             external_callback_url: None,
             oauth: OAuthConfig::default(),
+            google: crate::idp::GoogleConfig::default(),
         }
     }
 }

@@ -40,6 +40,7 @@ pub(crate) struct Inner {
     pub(crate) clients: ClientAuthenticator,
     pub(crate) liveness: LivenessCache,
     pub(crate) sign_in: url::Url,
+    pub(crate) provider_keys: crate::idp::JwksCache,
 }
 
 impl Engine {
@@ -336,6 +337,7 @@ impl EngineBuilder {
                 clients,
                 liveness: LivenessCache::default(),
                 sign_in,
+                provider_keys: crate::idp::JwksCache::default(),
             }),
         })
     }

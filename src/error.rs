@@ -51,6 +51,9 @@ pub enum LoginError {
     /// The server failed.
     #[error(transparent)]
     Server(#[from] ServerError),
+    /// An external identity provider path refused (its own fault grouping).
+    #[error(transparent)]
+    External(#[from] crate::idp::ExternalError),
 }
 
 impl LoginError {
@@ -62,6 +65,7 @@ impl LoginError {
             LoginError::Policy(_) => Fault::Policy,
             LoginError::Throttled { .. } => Fault::Throttled,
             LoginError::Server(_) => Fault::Server,
+            LoginError::External(e) => e.fault(),
         }
     }
 

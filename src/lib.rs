@@ -121,6 +121,7 @@ pub mod engine;
 pub mod error;
 #[cfg(feature = "axum")]
 pub mod http;
+pub mod idp;
 pub mod login;
 pub mod mfa;
 pub mod model;

@@ -373,7 +373,9 @@ async fn external(
             )
         })?;
     let random = engine.random();
-    let state = BearerSecret::generate(random)?;
+    // The `state` is the login's handle: the callback resumes the login by it, and the
+    // login continues under a new handle afterwards (the state travelled through URLs).
+    let handle = new_handle(&engine)?;
     let nonce = BearerSecret::generate(random)?;
     let verifier = BearerSecret::generate(random)?;
     let mut authorize_url = provider.authorize_url.clone();
@@ -383,13 +385,12 @@ async fn external(
         .append_pair("client_id", &provider.client_id)
         .append_pair("redirect_uri", callback.as_str())
         .append_pair("scope", &provider.scope)
-        .append_pair("state", state.expose())
+        .append_pair("state", handle.expose())
         .append_pair("nonce", nonce.expose())
         .append_pair("code_challenge", &pkce::s256_challenge(verifier.expose()))
         .append_pair("code_challenge_method", "S256")
         .append_pair("login_hint", email);
     let now = engine.now();
-    let handle = new_handle(&engine)?;
     let mut record = LoginRecord::new(
         LoginId::generate(random)?,
         handle.hash(),
@@ -401,7 +402,7 @@ async fn external(
     record.external = Some(ExternalPending {
         provider: source.clone(),
         authorize_url: provider.authorize_url.to_string(),
-        state_hash: state.hash(),
+        state_hash: handle.hash(),
         nonce: nonce.expose().to_owned(),
         pkce_verifier: verifier.expose().to_owned(),
     });

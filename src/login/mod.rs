@@ -38,6 +38,7 @@ use crate::error::{LoginError, RequestError};
 use crate::model::{LoginId, LoginParams, LoginRecord, StageTag, UserId};
 use crate::secret::{BearerSecret, SecretHash};
 
+pub(crate) use credentials::eligible;
 pub use credentials::{Authenticated, Credentials};
 pub use domain::{Domain, ExternalRedirect, LoginRequest, Method};
 pub use profile::ProfileChoice;

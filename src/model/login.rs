@@ -166,7 +166,8 @@ pub struct ExternalPending {
     /// The provider's authorization endpoint the browser was sent to (for audit and the
     /// mix-up check at the callback).
     pub authorize_url: String,
-    /// SHA-256 of the single-use `state` sent to the provider.
+    /// SHA-256 of the single-use `state` sent to the provider (the login's handle while it
+    /// waits for the callback).
     pub state_hash: SecretHash,
     /// The nonce sent to the provider, checked against its ID token.
     pub nonce: String,

@@ -451,6 +451,10 @@ fn login_error(error: &LoginError) -> (ErrorCode, String) {
         LoginError::Policy(_) => ErrorCode::AccessDenied,
         LoginError::Throttled { .. } => ErrorCode::TemporarilyUnavailable,
         LoginError::Server(_) => ErrorCode::ServerError,
+        LoginError::External(e) => match e.fault() {
+            crate::error::Fault::Server => ErrorCode::ServerError,
+            _ => ErrorCode::AccessDenied,
+        },
     };
     (code, error.to_string())
 }

@@ -17,7 +17,7 @@ pub use client_auth::{
 };
 pub use error::{ErrorCode, OAuthError};
 pub use form::{Form, MAX_FORM_BYTES, MAX_FORM_PARAMS};
-pub use token::TokenRequest;
+pub use token::{ACCESS_TOKEN_TYPE, TOKEN_EXCHANGE, TokenRequest};
 
 /// A response from one of the endpoints: status, headers and a JSON body. Every response
 /// carries `Cache-Control: no-store` and `Pragma: no-cache` (RFC 6749 §5.1), since most of

@@ -46,6 +46,11 @@ impl TokenRequest {
     }
 }
 
+/// RFC 8693 token exchange.
+pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// RFC 8693 token type of access tokens.
+pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+
 /// Longest accepted code or refresh token.
 const MAX_TOKEN: usize = 256;
 
@@ -75,6 +80,32 @@ impl Engine {
             "authorization_code" => self.authorization_code(client, form).await,
             "refresh_token" => self.refresh_token(client, form).await,
             "client_credentials" => self.client_credentials(client, request).await,
+            TOKEN_EXCHANGE => {
+                let client = client.map(|c| c.client).ok_or_else(|| {
+                    OAuthError::invalid_client("Token exchange needs a client", None)
+                })?;
+                let subject = form
+                    .get("subject_token")
+                    .ok_or_else(|| OAuthError::invalid_request("Missing subject_token"))?;
+                if form.get("subject_token_type") != Some(ACCESS_TOKEN_TYPE) {
+                    return Err(OAuthError::invalid_request(format!(
+                        "subject_token_type must be {ACCESS_TOKEN_TYPE}"
+                    )));
+                }
+                if form.get("actor_token").is_some() {
+                    return Err(OAuthError::invalid_request(
+                        "Delegation (actor_token) is not supported",
+                    ));
+                }
+                self.exchange_external_token(
+                    &client,
+                    subject,
+                    form.get("scope"),
+                    form.get("membership_id"),
+                    request.remote_address,
+                )
+                .await
+            }
             other => Err(OAuthError::new(
                 super::ErrorCode::UnsupportedGrantType,
                 format!("Unsupported grant_type {other}"),
@@ -374,6 +405,155 @@ impl Engine {
         .await
     }
 
+    /// RFC 8693 token exchange (also Medplum's `/auth/exchange`): an access token from the
+    /// client's identity provider — checked at the provider: as a JWT against its JWKS with
+    /// our client id as audience, or through its UserInfo — for tokens of ours, for the
+    /// account the identity maps to (as in federation) in the client's project.
+    pub async fn exchange_external_token(
+        &self,
+        client: &ClientApplication,
+        subject_token: &str,
+        scope: Option<&str>,
+        membership_id: Option<&str>,
+        remote_address: Option<IpAddr>,
+    ) -> Result<IssuedTokens, OAuthError> {
+        let provider = client.identity_provider.clone().ok_or_else(|| {
+            OAuthError::new(
+                super::ErrorCode::UnauthorizedClient,
+                "The client has no identity provider",
+            )
+        })?;
+        let external = |e: crate::error::LoginError| login_refusal(&e);
+        let identity = match (&provider.issuer, &provider.jwks_uri) {
+            (Some(issuer), Some(jwks_uri)) if subject_token.split('.').count() == 3 => {
+                let claims = self
+                    .verify_provider_jwt(
+                        subject_token,
+                        jwks_uri,
+                        &crate::idp::Expected {
+                            issuers: &[issuer.as_str()],
+                            audience: &provider.client_id,
+                            nonce: None,
+                            max_age: None,
+                        },
+                    )
+                    .await
+                    .map_err(|e| external(e.into()))?;
+                crate::idp::identity_of(&claims, Some(issuer)).map_err(|e| external(e.into()))?
+            }
+            _ => {
+                let claims = self
+                    .provider_userinfo(&provider, subject_token)
+                    .await
+                    .map_err(|e| external(e.into()))?;
+                crate::idp::identity_of(&claims, provider.issuer.as_deref())
+                    .map_err(|e| external(e.into()))?
+            }
+        };
+        let now = self.now();
+        let requested = match scope {
+            Some(text) => text.to_owned(),
+            None => client
+                .default_scope
+                .clone()
+                .unwrap_or_else(|| "openid".to_owned()),
+        };
+        let params = LoginParams {
+            client: Some(client.id.clone()),
+            project: Some(client.project.clone()),
+            scope: ScopeSet::parse(&requested)
+                .map_err(|e| OAuthError::new(super::ErrorCode::InvalidScope, e.to_string()))?
+                .to_string(),
+            remote_address,
+            ..LoginParams::default()
+        };
+        let user = self
+            .resolve_external_user(&params, &provider, None, &identity)
+            .await
+            .map_err(external)?;
+        let memberships = self
+            .directory()
+            .memberships_of(&user.id)
+            .await
+            .map_err(server)?;
+        let eligible: Vec<_> = crate::login::eligible(&user, &params, &memberships).collect();
+        let chosen = match membership_id {
+            Some(id) => eligible
+                .iter()
+                .find(|m| m.id.as_str() == id)
+                .map(|m| m.id.clone())
+                .ok_or_else(|| OAuthError::invalid_request("Invalid membership_id"))?,
+            None => match eligible.as_slice() {
+                [only] => only.id.clone(),
+                [] => return Err(OAuthError::invalid_request("User not found")),
+                _ => {
+                    return Err(OAuthError::invalid_request(
+                        "Several memberships are eligible: choose one with membership_id",
+                    ));
+                }
+            },
+        };
+        let handle = BearerSecret::generate(self.random()).map_err(server)?;
+        let mut record = LoginRecord::new(
+            LoginId::generate(self.random()).map_err(server)?,
+            handle.hash(),
+            params,
+            AuthMethod::External,
+            now,
+            now.saturating_add(self.config().oauth.access_token_lifetime),
+        );
+        record.user = Some(user.id.clone());
+        record.auth_time = Some(now);
+        record.amr = vec![crate::model::Amr::Fed];
+        let (membership, patient, encounter) =
+            crate::login::check_membership(self, &record, &chosen)
+                .await
+                .map_err(external)?;
+        record.membership = Some(membership.id);
+        record.project = Some(membership.project);
+        record.profile = Some(membership.profile);
+        record.patient = patient;
+        record.encounter = encounter;
+        let granted = crate::login::granted_scope(self, &record, None)
+            .await
+            .map_err(external)?;
+        record.granted_scope = Some(granted.to_string());
+        record.stage = StageTag::Granted;
+        let refresh = match self.refresh_policy(&record, Some(client), &granted).await? {
+            true => Some(BearerSecret::generate(self.random()).map_err(server)?),
+            false => None,
+        };
+        if let Some(token) = &refresh {
+            let expires_at = now.saturating_add(self.config().oauth.refresh_lifetime);
+            record.refresh = Some(RefreshState {
+                current: token.hash(),
+                retired: Vec::new(),
+                expires_at,
+            });
+            record.expires_at = record.expires_at.max(expires_at);
+        }
+        self.login_store()
+            .create_login(&record)
+            .await
+            .map_err(server)?;
+        let mut issued = self
+            .issue_tokens(Grant {
+                record: &record,
+                client: Some(client),
+                scope: &granted,
+                refresh_token: refresh.as_ref(),
+                refreshing: false,
+            })
+            .await?;
+        if let Some(body) = issued.response.body.as_object_mut() {
+            body.insert(
+                "issued_token_type".to_owned(),
+                serde_json::json!(ACCESS_TOKEN_TYPE),
+            );
+        }
+        Ok(issued)
+    }
+
     /// Revokes a grant: its login, and so every access and refresh token issued from it.
     pub(crate) async fn revoke_grant(&self, login: &LoginId) -> Result<(), OAuthError> {
         self.login_store()
@@ -382,6 +562,28 @@ impl Engine {
             .map_err(server)?;
         self.inner.liveness.forget(login);
         Ok(())
+    }
+}
+
+/// A refused login step as the token endpoint answers it (RFC 8693 §2.2.2: an unacceptable
+/// subject token is `invalid_request`).
+fn login_refusal(error: &crate::error::LoginError) -> OAuthError {
+    use crate::error::Fault;
+    match error.fault() {
+        Fault::Server => {
+            let mut e = OAuthError::server_error(error.to_string());
+            if matches!(
+                error,
+                crate::error::LoginError::External(crate::idp::ExternalError::Unreachable(_))
+            ) {
+                e = OAuthError::new(super::ErrorCode::TemporarilyUnavailable, error.to_string());
+            }
+            e
+        }
+        Fault::Throttled => {
+            OAuthError::new(super::ErrorCode::TemporarilyUnavailable, error.to_string())
+        }
+        _ => OAuthError::invalid_request(error.to_string()),
     }
 }
 

@@ -1,0 +1,326 @@
+//! External identity providers: OpenID Connect federation, Google sign-in, and the identity
+//! mapping token exchange shares.
+//!
+//! The federation flow, as OIDC Core §3.1 and RFC 9700 require (Medplum trusted an unsigned
+//! JSON `state` and an unverified ID token):
+//!
+//! 1. The Domain stage sends the browser to the provider with a `state` that is the login's
+//!    own handle (256 random bits, stored hashed, single-use), a `nonce`, and a PKCE S256
+//!    challenge whose verifier never leaves the server
+//!    ([`Login::method`](crate::login::Login::method)).
+//! 2. [`Engine::external_callback`] resumes that login by its `state` — the state is spent
+//!    from then on, whatever happens — checks RFC 9207's `iss`, exchanges the code at the
+//!    provider with the verifier and our client credentials, and validates the ID token:
+//!    signature against the provider's JWKS (fetched through the
+//!    [`Transport`](crate::transport::Transport), cached, refetched once on an unknown
+//!    `kid`), asymmetric algorithms only, `iss`, `aud` (and `azp`), `exp`, `iat`, `nonce`.
+//!    A provider without ID tokens is asked its UserInfo.
+//! 3. The identity is mapped to an account: by subject to a membership's external id when
+//!    the provider is configured to use the subject, otherwise by email — only when the
+//!    provider says `email_verified`, and only inside the domain whose configuration chose
+//!    the provider.
+//! 4. The login continues in the Profile stage with a **new** handle (the old one, the
+//!    `state`, travelled through URLs).
+
+mod error;
+mod google;
+mod jwks;
+mod tokens;
+
+use std::fmt;
+
+use serde_json::Value;
+
+pub use error::ExternalError;
+pub use google::GoogleConfig;
+pub(crate) use jwks::JwksCache;
+pub use jwks::REFETCH_INTERVAL;
+pub(crate) use tokens::{Expected, identity_of};
+
+use crate::engine::Engine;
+use crate::error::{LoginError, RequestError};
+use crate::login::{External, Login, Profile, Stored, advance, new_handle};
+use crate::model::{
+    Amr, AuthMethod, IdentityProvider, LoginParams, ProviderSource, User, normalize_email,
+};
+
+/// What a provider told us about the person.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ExternalIdentity {
+    /// The issuer that vouches for it.
+    pub issuer: Option<String>,
+    /// The subject at that issuer (case-sensitive).
+    pub subject: String,
+    /// The email address, normalised.
+    pub email: Option<String>,
+    /// Whether the provider verified the email address.
+    pub email_verified: bool,
+    /// Given name.
+    pub given_name: Option<String>,
+    /// Family name.
+    pub family_name: Option<String>,
+}
+
+impl fmt::Debug for ExternalIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExternalIdentity")
+            .field("issuer", &self.issuer)
+            .field("subject", &self.subject)
+            .field("email", &self.email)
+            .field("email_verified", &self.email_verified)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The query of the provider's redirect back to us (`/auth/external`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExternalCallback {
+    /// `state`: the login's handle.
+    pub state: Option<String>,
+    /// The authorization code.
+    pub code: Option<String>,
+    /// An error the provider answered instead of a code.
+    pub error: Option<String>,
+    /// RFC 9207 issuer of the response.
+    pub iss: Option<String>,
+}
+
+/// ID tokens older than this are refused at the callback (they were just issued).
+const ID_TOKEN_MAX_AGE: time::Duration = time::Duration::minutes(10);
+
+impl Engine {
+    /// The provider a login was sent to, read again from its configuration (so its client
+    /// secret is never copied into login records).
+    pub(crate) async fn provider_of(
+        &self,
+        source: &ProviderSource,
+    ) -> Result<IdentityProvider, LoginError> {
+        let provider = match source {
+            ProviderSource::Client(id) => self
+                .directory()
+                .client(id)
+                .await?
+                .and_then(|c| c.identity_provider),
+            ProviderSource::Domain(domain) => self
+                .directory()
+                .domain(domain)
+                .await?
+                .and_then(|d| d.identity_provider),
+        };
+        Ok(provider.ok_or_else(|| {
+            ExternalError::NotConfigured("the identity provider is no longer configured".to_owned())
+        })?)
+    }
+
+    /// Handles the provider's redirect back: validates everything (see the
+    /// [module documentation](self)) and continues the login in the Profile stage, with a
+    /// new handle. The `state` is single-use: any failure after it was recognised revokes the
+    /// login.
+    pub async fn external_callback(
+        &self,
+        callback: &ExternalCallback,
+    ) -> Result<Login<Profile>, LoginError> {
+        let state = callback
+            .state
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .ok_or(ExternalError::MissingState)?;
+        let login = self.resume::<External>(state).await.map_err(|e| match e {
+            LoginError::Request(
+                RequestError::UnknownLogin
+                | RequestError::WrongStage { .. }
+                | RequestError::LoginExpired
+                | RequestError::LoginRevoked,
+            ) => LoginError::External(ExternalError::InvalidState),
+            other => other,
+        })?;
+        let id = login.id().clone();
+        match self.finish_external(login, callback).await {
+            Ok(login) => Ok(login),
+            Err(error) => {
+                // The state is spent: this login cannot be tried again.
+                let _ = self.login_store().revoke_login(&id).await;
+                Err(error)
+            }
+        }
+    }
+
+    async fn finish_external(
+        &self,
+        login: Login<External>,
+        callback: &ExternalCallback,
+    ) -> Result<Login<Profile>, LoginError> {
+        let record = login.record().clone();
+        let pending = record.external.clone().ok_or(ExternalError::InvalidState)?;
+        let provider = self.provider_of(&pending.provider).await?;
+        if let Some(error) = &callback.error {
+            let error: String = error
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(200)
+                .collect();
+            return Err(ExternalError::ProviderRefused(error).into());
+        }
+        let code = callback
+            .code
+            .as_deref()
+            .filter(|c| !c.is_empty())
+            .ok_or(ExternalError::MissingCode)?;
+        // RFC 9207: a response naming another issuer is a mix-up.
+        if let (Some(iss), Some(expected)) = (&callback.iss, &provider.issuer)
+            && iss.trim_end_matches('/') != expected.trim_end_matches('/')
+        {
+            return Err(ExternalError::IssuerMismatch.into());
+        }
+        let redirect_uri = self.config().external_callback_url.clone().ok_or_else(|| {
+            ExternalError::NotConfigured("external_callback_url is not configured".to_owned())
+        })?;
+        let tokens = self
+            .provider_code_exchange(
+                &provider,
+                code,
+                &pending.pkce_verifier,
+                redirect_uri.as_str(),
+            )
+            .await?;
+        let identity = self
+            .identity_from_tokens(&provider, &tokens, Some(&pending.nonce))
+            .await?;
+        let domain = match &pending.provider {
+            ProviderSource::Domain(d) => Some(d.as_str()),
+            ProviderSource::Client(_) => None,
+        };
+        let user = self
+            .resolve_external_user(&record.params, &provider, domain, &identity)
+            .await?;
+        self.external_eligible(&user, &record.params).await?;
+
+        // Continue with a fresh handle: the old one went through the browser as `state`.
+        let handle = new_handle(self)?;
+        let hash = handle.hash();
+        let now = self.now();
+        let lifetime = self.config().login_lifetime;
+        let stored = Stored {
+            record: login.stage.stored.record,
+            handle,
+        };
+        advance::<Profile>(self.clone(), stored, move |r| {
+            r.handle_hash = hash;
+            r.user = Some(user.id);
+            r.auth_method = AuthMethod::External;
+            r.auth_time = Some(now);
+            r.amr = vec![Amr::Fed];
+            r.external = None;
+            r.expires_at = now.saturating_add(lifetime);
+        })
+        .await
+    }
+
+    /// The identity in a token response: from the validated ID token, or — for a provider
+    /// that issues none — from its UserInfo.
+    pub(crate) async fn identity_from_tokens(
+        &self,
+        provider: &IdentityProvider,
+        tokens: &Value,
+        nonce: Option<&str>,
+    ) -> Result<ExternalIdentity, LoginError> {
+        let issuer = provider.issuer.as_deref();
+        if let Some(id_token) = tokens.get("id_token").and_then(Value::as_str) {
+            let (Some(issuer), Some(jwks_uri)) = (issuer, &provider.jwks_uri) else {
+                return Err(ExternalError::NotConfigured(
+                    "validating ID tokens needs the provider's issuer and jwks_uri".to_owned(),
+                )
+                .into());
+            };
+            let claims = self
+                .verify_provider_jwt(
+                    id_token,
+                    jwks_uri,
+                    &Expected {
+                        issuers: &[issuer],
+                        audience: &provider.client_id,
+                        nonce,
+                        max_age: Some(ID_TOKEN_MAX_AGE),
+                    },
+                )
+                .await?;
+            return Ok(identity_of(&claims, Some(issuer))?);
+        }
+        let access_token = tokens
+            .get("access_token")
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                ExternalError::ProviderError("the token response has no token".to_owned())
+            })?;
+        let claims = self.provider_userinfo(provider, access_token).await?;
+        Ok(identity_of(&claims, issuer)?)
+    }
+
+    /// The account an external identity belongs to.
+    pub(crate) async fn resolve_external_user(
+        &self,
+        params: &LoginParams,
+        provider: &IdentityProvider,
+        domain: Option<&str>,
+        identity: &ExternalIdentity,
+    ) -> Result<User, LoginError> {
+        let directory = self.directory();
+        if provider.use_subject {
+            // Keyed by (issuer, subject): the provider is this login's, its issuer was
+            // checked, and the subject is looked up as the membership's external id inside
+            // the login's project.
+            let project = params.project.as_ref().ok_or_else(|| {
+                ExternalError::NotConfigured(
+                    "a provider matching by subject needs a login bound to a project".to_owned(),
+                )
+            })?;
+            let memberships = directory
+                .memberships_by_external_id(project, &identity.subject)
+                .await?;
+            let [membership] = memberships.as_slice() else {
+                return Err(ExternalError::UnknownIdentity.into());
+            };
+            return Ok(directory
+                .user(&membership.user)
+                .await?
+                .ok_or(ExternalError::UnknownIdentity)?);
+        }
+        let email = identity
+            .email
+            .as_deref()
+            .ok_or(ExternalError::MissingEmail)?;
+        if !identity.email_verified {
+            return Err(ExternalError::EmailNotVerified.into());
+        }
+        if let Some(domain) = domain {
+            let email_domain = email.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
+            if normalize_email(email_domain) != normalize_email(domain) {
+                return Err(ExternalError::DomainMismatch.into());
+            }
+        }
+        let mut user = match &params.project {
+            Some(project) => directory.user_by_email(email, Some(project)).await?,
+            None => None,
+        };
+        if user.is_none() {
+            user = directory.user_by_email(email, None).await?;
+        }
+        Ok(user.ok_or(ExternalError::UnknownIdentity)?)
+    }
+
+    /// Refuses an identity that has no membership this login could act as.
+    pub(crate) async fn external_eligible(
+        &self,
+        user: &User,
+        params: &LoginParams,
+    ) -> Result<(), LoginError> {
+        let memberships = self.directory().memberships_of(&user.id).await?;
+        if crate::login::eligible(user, params, &memberships)
+            .next()
+            .is_none()
+        {
+            return Err(ExternalError::UnknownIdentity.into());
+        }
+        Ok(())
+    }
+}

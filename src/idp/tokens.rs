@@ -1,0 +1,295 @@
+//! Talking to a provider: the code exchange, UserInfo, and validating the JWTs it issues
+//! (OpenID Connect Core §3.1.3.7).
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::Value;
+use time::Duration;
+use url::Url;
+
+use super::{ExternalError, ExternalIdentity};
+use crate::engine::Engine;
+use crate::model::{IdentityProvider, IdpTokenAuth};
+use crate::secret::ct_eq_bytes;
+use crate::transport::{HttpMethod, HttpRequest};
+
+/// What a provider's JWT must be to be believed.
+pub(crate) struct Expected<'a> {
+    /// Accepted issuers (exact string comparison).
+    pub issuers: &'a [&'a str],
+    /// Our client id at the provider: must be among the audiences (and the `azp` when there
+    /// are several).
+    pub audience: &'a str,
+    /// The nonce sent with the authorization request, for ID tokens from a code flow.
+    pub nonce: Option<&'a str>,
+    /// How old `iat` may be (ID tokens fresh from a code exchange); `None` to skip.
+    pub max_age: Option<Duration>,
+}
+
+/// The signature algorithms accepted from providers: asymmetric only.
+fn allowed(alg: Algorithm) -> Option<&'static str> {
+    match alg {
+        Algorithm::RS256
+        | Algorithm::RS384
+        | Algorithm::RS512
+        | Algorithm::PS256
+        | Algorithm::PS384
+        | Algorithm::PS512 => Some("RSA"),
+        Algorithm::ES256 | Algorithm::ES384 => Some("EC"),
+        Algorithm::EdDSA => Some("OKP"),
+        _ => None,
+    }
+}
+
+fn invalid(reason: &str) -> ExternalError {
+    ExternalError::InvalidToken(reason.to_owned())
+}
+
+fn time_claim(claims: &Value, name: &str) -> Option<i64> {
+    let value = claims.get(name)?;
+    value
+        .as_i64()
+        .or_else(|| value.as_f64().map(|f| f.floor() as i64))
+}
+
+impl Engine {
+    /// Verifies a provider's JWT against its JWKS and `expected`; returns its claims.
+    pub(crate) async fn verify_provider_jwt(
+        &self,
+        token: &str,
+        jwks_uri: &Url,
+        expected: &Expected<'_>,
+    ) -> Result<Value, ExternalError> {
+        if token.len() > 16 * 1024 {
+            return Err(invalid("the token is too long"));
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| invalid("not a JWT"))?;
+        let kty =
+            allowed(header.alg).ok_or_else(|| invalid("the signature algorithm is not allowed"))?;
+        let jwk = self
+            .provider_key(jwks_uri, header.kid.as_deref(), kty)
+            .await?;
+        if jwk
+            .common
+            .key_algorithm
+            .is_some_and(|a| a != jsonwebtoken::jwk::KeyAlgorithm::from(header.alg))
+        {
+            return Err(invalid("the key is not for the token's algorithm"));
+        }
+        let key =
+            DecodingKey::from_jwk(&jwk).map_err(|_| invalid("the provider's key is unusable"))?;
+        // Signature only: every claim is checked below against the engine's clock.
+        let mut validation = Validation::new(header.alg);
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.validate_aud = false;
+        validation.required_spec_claims.clear();
+        let claims = jsonwebtoken::decode::<Value>(token, &key, &validation)
+            .map_err(|_| invalid("bad signature"))?
+            .claims;
+        self.check_claims(&claims, expected)?;
+        Ok(claims)
+    }
+
+    fn check_claims(&self, claims: &Value, expected: &Expected<'_>) -> Result<(), ExternalError> {
+        let now = self.now().unix_timestamp();
+        let leeway = self.config().oauth.leeway.whole_seconds();
+        let iss = claims
+            .get("iss")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if !expected.issuers.contains(&iss) {
+            return Err(invalid("wrong issuer"));
+        }
+        let audiences: Vec<&str> = match claims.get("aud") {
+            Some(Value::String(a)) => vec![a.as_str()],
+            Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        };
+        if !audiences.contains(&expected.audience) {
+            return Err(invalid("wrong audience"));
+        }
+        if audiences.len() > 1
+            && claims.get("azp").and_then(Value::as_str) != Some(expected.audience)
+        {
+            return Err(invalid(
+                "several audiences without us as the authorized party",
+            ));
+        }
+        let exp = time_claim(claims, "exp").ok_or_else(|| invalid("no expiry"))?;
+        if now >= exp.saturating_add(leeway) {
+            return Err(invalid("expired"));
+        }
+        if let Some(nbf) = time_claim(claims, "nbf")
+            && now.saturating_add(leeway) < nbf
+        {
+            return Err(invalid("not yet valid"));
+        }
+        let iat = time_claim(claims, "iat");
+        if let Some(iat) = iat
+            && iat > now.saturating_add(leeway)
+        {
+            return Err(invalid("issued in the future"));
+        }
+        if let Some(max_age) = expected.max_age {
+            let iat = iat.ok_or_else(|| invalid("no issue time"))?;
+            if now.saturating_sub(iat) > max_age.whole_seconds().saturating_add(leeway) {
+                return Err(invalid("issued too long ago"));
+            }
+        }
+        if let Some(nonce) = expected.nonce {
+            let presented = claims
+                .get("nonce")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if !ct_eq_bytes(presented.as_bytes(), nonce.as_bytes()) {
+                return Err(invalid("wrong nonce"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Exchanges an authorization code at the provider's token endpoint (RFC 6749 §4.1.3),
+    /// with our PKCE verifier and client authentication per its configuration.
+    pub(crate) async fn provider_code_exchange(
+        &self,
+        provider: &IdentityProvider,
+        code: &str,
+        verifier: &str,
+        redirect_uri: &str,
+    ) -> Result<Value, ExternalError> {
+        let mut form = url::form_urlencoded::Serializer::new(String::new());
+        form.append_pair("grant_type", "authorization_code")
+            .append_pair("code", code)
+            .append_pair("redirect_uri", redirect_uri)
+            .append_pair("code_verifier", verifier);
+        let mut headers = vec![
+            (
+                "Content-Type".to_owned(),
+                "application/x-www-form-urlencoded".to_owned(),
+            ),
+            ("Accept".to_owned(), "application/json".to_owned()),
+        ];
+        let secret = provider.client_secret.clone().unwrap_or_default();
+        match provider.token_auth_method {
+            IdpTokenAuth::ClientSecretBasic => {
+                let enc = |v: &str| {
+                    url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>()
+                };
+                let credentials = format!("{}:{}", enc(&provider.client_id), enc(&secret));
+                headers.push((
+                    "Authorization".to_owned(),
+                    format!("Basic {}", STANDARD.encode(credentials)),
+                ));
+            }
+            IdpTokenAuth::ClientSecretPost => {
+                form.append_pair("client_id", &provider.client_id)
+                    .append_pair("client_secret", &secret);
+            }
+        }
+        let response = self
+            .transport()
+            .send(HttpRequest {
+                method: HttpMethod::Post,
+                url: provider.token_url.clone(),
+                headers,
+                body: form.finish().into_bytes(),
+            })
+            .await
+            .map_err(ExternalError::Unreachable)?;
+        if !(200..300).contains(&response.status) {
+            return Err(ExternalError::ProviderError(format!(
+                "the token endpoint answered {}",
+                response.status
+            )));
+        }
+        let body: Value = serde_json::from_slice(&response.body).map_err(|_| {
+            ExternalError::ProviderError("the token endpoint answered no JSON".to_owned())
+        })?;
+        if !body.is_object() {
+            return Err(ExternalError::ProviderError(
+                "the token endpoint answered no JSON object".to_owned(),
+            ));
+        }
+        Ok(body)
+    }
+
+    /// The provider's UserInfo for an access token it issued.
+    pub(crate) async fn provider_userinfo(
+        &self,
+        provider: &IdentityProvider,
+        access_token: &str,
+    ) -> Result<Value, ExternalError> {
+        let url = provider.userinfo_url.clone().ok_or_else(|| {
+            ExternalError::NotConfigured("the provider has no UserInfo endpoint".to_owned())
+        })?;
+        let response = self
+            .transport()
+            .send(HttpRequest {
+                method: HttpMethod::Get,
+                url,
+                headers: vec![
+                    ("Authorization".to_owned(), format!("Bearer {access_token}")),
+                    ("Accept".to_owned(), "application/json".to_owned()),
+                ],
+                body: Vec::new(),
+            })
+            .await
+            .map_err(ExternalError::Unreachable)?;
+        match response.status {
+            200 => {}
+            401 | 403 => {
+                return Err(ExternalError::InvalidToken(
+                    "the provider does not accept the token".to_owned(),
+                ));
+            }
+            other => {
+                return Err(ExternalError::ProviderError(format!(
+                    "UserInfo answered {other}"
+                )));
+            }
+        }
+        let claims: Value = serde_json::from_slice(&response.body)
+            .map_err(|_| ExternalError::ProviderError("UserInfo answered no JSON".to_owned()))?;
+        if !claims.is_object() {
+            return Err(ExternalError::ProviderError(
+                "UserInfo answered no JSON object".to_owned(),
+            ));
+        }
+        Ok(claims)
+    }
+}
+
+/// The identity a provider's claims describe.
+pub(crate) fn identity_of(
+    claims: &Value,
+    issuer: Option<&str>,
+) -> Result<ExternalIdentity, ExternalError> {
+    let text = |name: &str| {
+        claims
+            .get(name)
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    let subject = text("sub").ok_or(ExternalError::MissingSubject)?;
+    // Some providers send "true" as a string.
+    let email_verified = match claims.get("email_verified") {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s == "true",
+        _ => false,
+    };
+    Ok(ExternalIdentity {
+        issuer: claims
+            .get("iss")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .or_else(|| issuer.map(str::to_owned)),
+        subject,
+        email: text("email").map(|e| crate::model::normalize_email(&e)),
+        email_verified,
+        given_name: text("given_name"),
+        family_name: text("family_name"),
+    })
+}
