@@ -198,6 +198,11 @@ async fn run(args: Args) -> Result<(), Failure> {
 
     let mut config = Config::default();
     config.oauth.issuer = issuer.clone();
+    // Identity providers send the browser back here (register it at the provider).
+    config.external_callback_url = Some(
+        Url::parse(&format!("{issuer}/auth/external"))
+            .map_err(|e| Failure::Usage(format!("--issuer: {e}")))?,
+    );
     let mut builder = Engine::builder()
         .config(config)
         .audit(Arc::new(TracingAudit));

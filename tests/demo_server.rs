@@ -806,10 +806,35 @@ async fn seed_file_users_second_factors_and_profiles() {
     )
     .await;
     assert_eq!(method["domain"], "partner.example");
+    let start = method["authorizeUrl"].as_str().unwrap();
     assert_eq!(
-        method["authorizeUrl"],
-        "https://idp.partner.example/oauth2/authorize"
+        start,
+        server.url("/auth/external/start?domain=partner.example")
     );
+    // Medplum's client appends its login request as `state`; the start route creates the
+    // login and sends the browser to the provider with a state of its own.
+    let login_request = json!({
+        "domain": "partner.example",
+        "codeChallenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+        "codeChallengeMethod": "S256",
+    });
+    let mut start = reqwest::Url::parse(start).unwrap();
+    start
+        .query_pairs_mut()
+        .append_pair("state", &login_request.to_string());
+    let started = http().get(start).send().await.unwrap();
+    assert_eq!(started.status(), StatusCode::FOUND);
+    let location = reqwest::Url::parse(started.headers()["location"].to_str().unwrap()).unwrap();
+    assert_eq!(
+        location.as_str().split('?').next(),
+        Some("https://idp.partner.example/oauth2/authorize")
+    );
+    let q: std::collections::HashMap<_, _> = location.query_pairs().into_owned().collect();
+    assert_eq!(q["client_id"], "fhirgate-demo");
+    assert_eq!(q["redirect_uri"], server.url("/auth/external"));
+    assert_eq!(q["code_challenge_method"], "S256");
+    assert_ne!(q["state"], login_request.to_string());
+    assert_eq!(q["state"].len(), 43);
 
     // The back office client: client_secret_post, client_credentials, a system/ scope.
     let grant = http()

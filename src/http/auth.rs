@@ -21,7 +21,7 @@ use crate::login::{
 use crate::model::{LoginId, StageTag};
 use crate::token::Subject;
 
-type Answer = Result<Response, OperationOutcome>;
+pub(super) type Answer = Result<Response, OperationOutcome>;
 
 /// `POST /auth/login` (and the fields `/auth/method` may carry).
 #[derive(Debug, Default, Deserialize)]
@@ -38,6 +38,9 @@ pub(crate) struct LoginBody {
     code_challenge: Option<String>,
     code_challenge_method: Option<String>,
     redirect_uri: Option<String>,
+    /// The client's OAuth `state` (an extension: echoed when the server itself redirects
+    /// to `redirectUri`, after an external identity provider).
+    state: Option<String>,
 }
 
 /// Bodies that continue a login.
@@ -51,7 +54,7 @@ pub(crate) struct StepBody {
     login_id: Option<String>,
 }
 
-fn required<'a>(
+pub(super) fn required<'a>(
     value: &'a Option<String>,
     text: &str,
     field: &'static str,
@@ -62,12 +65,14 @@ fn required<'a>(
         .ok_or_else(|| OperationOutcome::bad_request(text, Some(field)))
 }
 
-fn json_response(body: Value) -> Response {
+pub(super) fn json_response(body: Value) -> Response {
     Json(body).into_response()
 }
 
 /// `POST /auth/method {email}` → `{domain, authorizeUrl}` for a domain with an identity
-/// provider, `{}` otherwise.
+/// provider, `{}` otherwise. The `authorizeUrl` is our `/auth/external/start` for the domain:
+/// Medplum's clients append their login request as `state`, and the start route creates the
+/// login and sends the browser on to the provider with a server-side state.
 pub(crate) async fn method(
     State(engine): State<Engine>,
     AuthJson(body): AuthJson<LoginBody>,
@@ -75,9 +80,9 @@ pub(crate) async fn method(
     let email = body.email.unwrap_or_default();
     Ok(json_response(
         match engine.domain_provider(&email).await? {
-            Some((domain, provider)) => json!({
+            Some((domain, _)) => json!({
                 "domain": domain,
-                "authorizeUrl": provider.authorize_url.as_str(),
+                "authorizeUrl": super::external::start_url(&engine, &domain)?.as_str(),
             }),
             None => json!({}),
         },
@@ -112,6 +117,7 @@ pub(crate) async fn login(
             remote_address: address,
             user_agent: header(header::USER_AGENT),
             origin: header(header::ORIGIN),
+            state: body.state,
         })
         .await?;
     let login = match login
@@ -120,10 +126,9 @@ pub(crate) async fn login(
     {
         Method::Password(login) => login,
         Method::External(redirect) => {
-            // The account's domain signs in elsewhere: tell the client where (as
-            // `/auth/method` would) instead of checking a password.
+            // The account signs in elsewhere: send the browser to the provider (the URL
+            // carries this login's single-use `state`) instead of checking a password.
             return Ok(json_response(json!({
-                "login": redirect.login.handle().expose(),
                 "domain": redirect.domain,
                 "authorizeUrl": redirect.authorize_url.as_str(),
             })));
@@ -135,7 +140,7 @@ pub(crate) async fn login(
     after_credentials(passed, &config).await
 }
 
-async fn after_credentials(passed: Passed, config: &HttpConfig) -> Answer {
+pub(super) async fn after_credentials(passed: Passed, config: &HttpConfig) -> Answer {
     match passed {
         Passed::SecondFactor(login) => Ok(json_response(json!({
             "login": login.handle().expose(),
@@ -189,18 +194,24 @@ async fn code_result(
         "login": login.handle().expose(),
         "code": code.expose(),
     }));
-    if let (Some(session), Some(client)) = (login.sso_session(), &login.record().params.client) {
-        let max_age = login.engine().config().oauth.sso_lifetime.whole_seconds();
-        let cookie = format!(
-            "medplum-{client}={}; Path=/; Max-Age={max_age}; Secure; HttpOnly; SameSite={}",
-            session.expose(),
-            config.cookie_same_site.as_str()
-        );
-        if let Ok(value) = HeaderValue::from_str(&cookie) {
-            response.headers_mut().append(header::SET_COOKIE, value);
-        }
+    if let Some(cookie) = sso_cookie(&login, config) {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
     }
     Ok(response)
+}
+
+/// The single-sign-on cookie for a login that has a client and a session.
+pub(super) fn sso_cookie(login: &Login<Authorized>, config: &HttpConfig) -> Option<HeaderValue> {
+    let (Some(session), Some(client)) = (login.sso_session(), &login.record().params.client) else {
+        return None;
+    };
+    let max_age = login.engine().config().oauth.sso_lifetime.whole_seconds();
+    let cookie = format!(
+        "medplum-{client}={}; Path=/; Max-Age={max_age}; Secure; HttpOnly; SameSite={}",
+        session.expose(),
+        config.cookie_same_site.as_str()
+    );
+    HeaderValue::from_str(&cookie).ok()
 }
 
 /// `POST /auth/mfa/verify {login, token}`.

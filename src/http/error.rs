@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use crate::credential::password::HashError;
 use crate::error::{Fault, LoginError, ServerError};
+use crate::idp::ExternalError;
 
 /// A FHIR OperationOutcome with one issue, as Medplum answers `/auth/*`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,10 +97,18 @@ impl From<LoginError> for OperationOutcome {
                 LoginError::Server(ServerError::Hashing(HashError::Busy)) => {
                     StatusCode::SERVICE_UNAVAILABLE
                 }
+                LoginError::External(
+                    ExternalError::ProviderError(_) | ExternalError::Unreachable(_),
+                ) => StatusCode::BAD_GATEWAY,
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             },
         };
         let text = match error.fault() {
+            // The provider failed: say so (the text names no secret), and log the detail.
+            Fault::Server if status == StatusCode::BAD_GATEWAY => {
+                tracing::warn!(error = ?error, "identity provider failure");
+                error.to_string()
+            }
             // Server failures are logged, not shown in detail.
             Fault::Server => {
                 tracing::error!(error = %error, "server failure in an /auth request");

@@ -18,6 +18,7 @@
 mod auth;
 mod edge;
 mod error;
+mod external;
 mod oauth;
 
 use std::sync::Arc;
@@ -135,6 +136,10 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/auth/method", post(auth::method))
         .route("/auth/login", post(auth::login))
+        .route("/auth/external", get(external::callback))
+        .route("/auth/external/start", get(external::start))
+        .route("/auth/google", post(external::google))
+        .route("/auth/exchange", post(external::exchange))
         .route("/auth/mfa/status", get(auth::mfa_status))
         .route("/auth/mfa/enroll", post(auth::mfa_enroll))
         .route("/auth/mfa/verify", post(auth::mfa_verify))

@@ -50,6 +50,9 @@ pub enum ExternalError {
     /// The Google client id is not one this server accepts.
     #[error("Invalid googleClientId")]
     UnknownGoogleClient,
+    /// Neither the client nor the named domain has an identity provider.
+    #[error("Identity provider not found")]
+    NoProvider,
     /// The engine is not configured for this provider.
     #[error("identity provider configuration: {0}")]
     NotConfigured(String),
@@ -63,7 +66,8 @@ impl ExternalError {
             | ExternalError::MissingCode
             | ExternalError::InvalidState
             | ExternalError::IssuerMismatch
-            | ExternalError::UnknownGoogleClient => Fault::Request,
+            | ExternalError::UnknownGoogleClient
+            | ExternalError::NoProvider => Fault::Request,
             ExternalError::ProviderRefused(_)
             | ExternalError::InvalidToken(_)
             | ExternalError::MissingSubject

@@ -159,42 +159,14 @@ impl Engine {
         verifier: &str,
         redirect_uri: &str,
     ) -> Result<Value, ExternalError> {
-        let mut form = url::form_urlencoded::Serializer::new(String::new());
-        form.append_pair("grant_type", "authorization_code")
-            .append_pair("code", code)
-            .append_pair("redirect_uri", redirect_uri)
-            .append_pair("code_verifier", verifier);
-        let mut headers = vec![
-            (
-                "Content-Type".to_owned(),
-                "application/x-www-form-urlencoded".to_owned(),
-            ),
-            ("Accept".to_owned(), "application/json".to_owned()),
-        ];
-        let secret = provider.client_secret.clone().unwrap_or_default();
-        match provider.token_auth_method {
-            IdpTokenAuth::ClientSecretBasic => {
-                let enc = |v: &str| {
-                    url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>()
-                };
-                let credentials = format!("{}:{}", enc(&provider.client_id), enc(&secret));
-                headers.push((
-                    "Authorization".to_owned(),
-                    format!("Basic {}", STANDARD.encode(credentials)),
-                ));
-            }
-            IdpTokenAuth::ClientSecretPost => {
-                form.append_pair("client_id", &provider.client_id)
-                    .append_pair("client_secret", &secret);
-            }
-        }
+        let (headers, body) = code_exchange_request(provider, code, verifier, redirect_uri);
         let response = self
             .transport()
             .send(HttpRequest {
                 method: HttpMethod::Post,
                 url: provider.token_url.clone(),
                 headers,
-                body: form.finish().into_bytes(),
+                body,
             })
             .await
             .map_err(ExternalError::Unreachable)?;
@@ -292,4 +264,42 @@ pub(crate) fn identity_of(
         given_name: text("given_name"),
         family_name: text("family_name"),
     })
+}
+
+/// The headers and form body of the code exchange at the provider's token endpoint.
+fn code_exchange_request(
+    provider: &IdentityProvider,
+    code: &str,
+    verifier: &str,
+    redirect_uri: &str,
+) -> (Vec<(String, String)>, Vec<u8>) {
+    let mut form = url::form_urlencoded::Serializer::new(String::new());
+    form.append_pair("grant_type", "authorization_code")
+        .append_pair("code", code)
+        .append_pair("redirect_uri", redirect_uri)
+        .append_pair("code_verifier", verifier);
+    let mut headers = vec![
+        (
+            "Content-Type".to_owned(),
+            "application/x-www-form-urlencoded".to_owned(),
+        ),
+        ("Accept".to_owned(), "application/json".to_owned()),
+    ];
+    let secret = provider.client_secret.clone().unwrap_or_default();
+    match provider.token_auth_method {
+        IdpTokenAuth::ClientSecretBasic => {
+            let enc =
+                |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+            let credentials = format!("{}:{}", enc(&provider.client_id), enc(&secret));
+            headers.push((
+                "Authorization".to_owned(),
+                format!("Basic {}", STANDARD.encode(credentials)),
+            ));
+        }
+        IdpTokenAuth::ClientSecretPost => {
+            form.append_pair("client_id", &provider.client_id)
+                .append_pair("client_secret", &secret);
+        }
+    }
+    (headers, form.finish().into_bytes())
 }

@@ -55,6 +55,9 @@ pub struct LoginRequest {
     pub user_agent: Option<String>,
     /// The browser's `Origin` header, if any.
     pub origin: Option<String>,
+    /// The client's OAuth `state`, echoed when fhirgate itself redirects the browser to the
+    /// redirect URI with the code (after an external identity provider's callback).
+    pub state: Option<String>,
 }
 
 /// Domain stage: the request is checked; no secret has been presented yet. Not stored.
@@ -128,6 +131,7 @@ impl Engine {
         let resource_type = text(request.resource_type, "resourceType", MAX_TEXT)?;
         let launch = text(request.launch, "launch", MAX_TEXT)?;
         let origin = text(request.origin, "origin", MAX_URI)?;
+        let state = text(request.state, "state", MAX_URI)?;
         let user_agent = request.user_agent.filter(|ua| !ua.is_empty()).map(|ua| {
             ua.chars()
                 .filter(|c| !c.is_control())
@@ -227,6 +231,7 @@ impl Engine {
                     launch,
                     remote_address: request.remote_address,
                     user_agent,
+                    state,
                 },
                 client,
             },
@@ -331,27 +336,65 @@ impl Login<Domain> {
     /// the provider configured for the email's domain (case-insensitive), else a password.
     pub async fn method(self, email: &str) -> Result<Method, LoginError> {
         let email = parse_email(email).ok_or(RequestError::InvalidEmail)?;
+        let domain = email.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
+        match self.provider_for(Some(domain)).await? {
+            Some((provider, source)) => {
+                let Login { engine, stage } = self;
+                external(engine, stage.params, provider, source, Some(&email)).await
+            }
+            None => {
+                let Login { engine, stage } = self;
+                Ok(Method::Password(Login {
+                    engine,
+                    stage: Credentials {
+                        params: stage.params,
+                        email,
+                    },
+                }))
+            }
+        }
+    }
+
+    /// Sends the login to an external identity provider without an email: the client's
+    /// provider if it has one, else the one configured for `domain`. This is how a browser
+    /// that only knows the domain (Medplum's sign-in form after `/auth/method`) starts.
+    pub async fn federate(self, domain: Option<&str>) -> Result<ExternalRedirect, LoginError> {
+        let domain = domain.map(|d| d.trim().to_lowercase());
+        let (provider, source) = self
+            .provider_for(domain.as_deref())
+            .await?
+            .ok_or(crate::idp::ExternalError::NoProvider)?;
         let Login { engine, stage } = self;
-        if let Some(client) = &stage.client
+        match external(engine, stage.params, provider, source, None).await? {
+            Method::External(redirect) => Ok(redirect),
+            Method::Password(_) => Err(ServerError::Config(
+                "an external redirect turned into a password login".to_owned(),
+            )
+            .into()),
+        }
+    }
+
+    async fn provider_for(
+        &self,
+        domain: Option<&str>,
+    ) -> Result<Option<(IdentityProvider, ProviderSource)>, LoginError> {
+        if let Some(client) = &self.stage.client
             && let Some(provider) = client.identity_provider.clone()
         {
-            let source = ProviderSource::Client(client.id.clone());
-            return external(engine, stage.params, provider, source, &email).await;
+            return Ok(Some((provider, ProviderSource::Client(client.id.clone()))));
         }
-        let domain = email.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
-        if let Some(config) = engine.directory().domain(domain).await?
-            && let Some(provider) = config.identity_provider
-        {
-            let source = ProviderSource::Domain(config.domain.to_lowercase());
-            return external(engine, stage.params, provider, source, &email).await;
-        }
-        Ok(Method::Password(Login {
-            engine,
-            stage: Credentials {
-                params: stage.params,
-                email,
-            },
-        }))
+        let Some(domain) = domain.filter(|d| !d.is_empty()) else {
+            return Ok(None);
+        };
+        Ok(self
+            .engine
+            .directory()
+            .domain(domain)
+            .await?
+            .and_then(|config| {
+                let source = ProviderSource::Domain(config.domain.to_lowercase());
+                config.identity_provider.map(|p| (p, source))
+            }))
     }
 }
 
@@ -360,7 +403,7 @@ async fn external(
     params: LoginParams,
     provider: IdentityProvider,
     source: ProviderSource,
-    email: &str,
+    email: Option<&str>,
 ) -> Result<Method, LoginError> {
     let callback = engine
         .config()
@@ -388,8 +431,12 @@ async fn external(
         .append_pair("state", handle.expose())
         .append_pair("nonce", nonce.expose())
         .append_pair("code_challenge", &pkce::s256_challenge(verifier.expose()))
-        .append_pair("code_challenge_method", "S256")
-        .append_pair("login_hint", email);
+        .append_pair("code_challenge_method", "S256");
+    if let Some(email) = email {
+        authorize_url
+            .query_pairs_mut()
+            .append_pair("login_hint", email);
+    }
     let now = engine.now();
     let mut record = LoginRecord::new(
         LoginId::generate(random)?,

@@ -133,6 +133,9 @@ pub struct LoginParams {
     pub remote_address: Option<IpAddr>,
     /// User agent, for the session list.
     pub user_agent: Option<String>,
+    /// The client's OAuth `state`, for a redirect fhirgate makes itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
 }
 
 /// An issued authorization code, stored as its hash.

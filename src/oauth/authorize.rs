@@ -256,6 +256,7 @@ impl Engine {
             launch: one("launch")?.map(str::to_owned),
             remote_address: request.remote_address,
             user_agent: request.user_agent.clone(),
+            state: answer.state.clone(),
             ..LoginRequest::default()
         };
         let started = self

@@ -1259,9 +1259,17 @@ mod tests {
         for m in MIGRATIONS {
             assert!(m.version > last);
             last = m.version;
-            assert!(m.sql.contains("fhirgate_"), "migration {} is empty", m.version);
+            assert!(
+                m.sql.contains("fhirgate_"),
+                "migration {} is empty",
+                m.version
+            );
         }
-        assert!(MIGRATIONS.first().is_some_and(|m| m.sql.contains("CREATE TABLE")));
+        assert!(
+            MIGRATIONS
+                .first()
+                .is_some_and(|m| m.sql.contains("CREATE TABLE"))
+        );
     }
 
     #[test]

@@ -1,0 +1,313 @@
+//! External identity providers: `/auth/external/start`, the `/auth/external` callback,
+//! `/auth/google` and `/auth/exchange`.
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::http::header::{self, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use url::Url;
+
+use super::HttpConfig;
+use super::auth::{Answer, after_credentials, required, sso_cookie};
+use super::edge::{AuthJson, ClientAddress};
+use super::error::OperationOutcome;
+use crate::engine::Engine;
+use crate::error::{LoginError, ServerError};
+use crate::idp::ExternalCallback;
+use crate::login::{LoginRequest, ProfileChoice};
+use crate::oauth::{ACCESS_TOKEN_TYPE, Form, TOKEN_EXCHANGE, TokenRequest};
+
+/// Longest `state` accepted at `/auth/external/start` (Medplum's JSON login request).
+const MAX_START_STATE: usize = 8 * 1024;
+
+/// The start route for `domain`: `<external_callback_url>/start?domain=<domain>`.
+pub(super) fn start_url(engine: &Engine, domain: &str) -> Result<Url, OperationOutcome> {
+    let mut url = engine
+        .config()
+        .external_callback_url
+        .clone()
+        .ok_or_else(|| {
+            LoginError::from(ServerError::Config(
+                "a domain has an identity provider but external_callback_url is not set".to_owned(),
+            ))
+        })?;
+    let path = format!("{}/start", url.path().trim_end_matches('/'));
+    url.set_path(&path);
+    url.set_query(None);
+    url.query_pairs_mut().append_pair("domain", domain);
+    Ok(url)
+}
+
+fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// A 302 to `url`.
+fn redirect(url: &Url) -> Response {
+    let mut response = StatusCode::FOUND.into_response();
+    if let Ok(value) = HeaderValue::from_str(url.as_str()) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
+/// The query of `/auth/external/start`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct StartQuery {
+    domain: Option<String>,
+    /// Medplum's clients put their login request here, as JSON.
+    state: Option<String>,
+}
+
+/// Medplum's login request, as its clients serialise it into `state`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct StartRequest {
+    domain: Option<String>,
+    project_id: Option<String>,
+    client_id: Option<String>,
+    resource_type: Option<String>,
+    scope: Option<String>,
+    nonce: Option<String>,
+    launch: Option<String>,
+    code_challenge: Option<String>,
+    code_challenge_method: Option<String>,
+    redirect_uri: Option<String>,
+}
+
+/// `GET /auth/external/start?domain=…&state=<login request JSON>`: creates the login (with
+/// the same checks as `/auth/login`) and sends the browser to the identity provider with a
+/// server-side `state`, `nonce` and PKCE pair. Whatever the client put into the provider
+/// parameters (`state`, `code_challenge`, `client_id` …) is not forwarded.
+pub(crate) async fn start(
+    State(engine): State<Engine>,
+    ClientAddress(address): ClientAddress,
+    headers: HeaderMap,
+    Query(query): Query<StartQuery>,
+) -> Answer {
+    let request: StartRequest = match query.state.as_deref().filter(|s| !s.is_empty()) {
+        None => StartRequest::default(),
+        Some(text) if text.len() > MAX_START_STATE => {
+            return Err(OperationOutcome::bad_request(
+                "Invalid state",
+                Some("state"),
+            ));
+        }
+        Some(text) => serde_json::from_str(text)
+            .map_err(|_| OperationOutcome::bad_request("Invalid state", Some("state")))?,
+    };
+    let domain = request.domain.or(query.domain);
+    let login = engine
+        .start(LoginRequest {
+            client_id: request.client_id,
+            project_id: request.project_id,
+            redirect_uri: request.redirect_uri,
+            scope: request.scope,
+            nonce: request.nonce,
+            code_challenge: request.code_challenge,
+            code_challenge_method: request.code_challenge_method,
+            resource_type: request.resource_type,
+            launch: request.launch,
+            remote_address: address,
+            user_agent: header_text(&headers, header::USER_AGENT),
+            origin: None,
+            state: None,
+        })
+        .await?;
+    let redirect_to = login.federate(domain.as_deref()).await?;
+    Ok(redirect(&redirect_to.authorize_url))
+}
+
+/// The query of the provider's redirect back.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct CallbackQuery {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+    iss: Option<String>,
+}
+
+/// `GET /auth/external`: the provider's redirect back. Validates it (see
+/// [`crate::idp`]), then:
+///
+/// * one eligible membership and a redirect URI registered (exactly) for the client → 302 to
+///   it with `code`, the client's `state` and `iss` (RFC 9207), and the single-sign-on cookie;
+/// * otherwise → 302 to the sign-in page with `login`, where the person picks a profile (or
+///   the page fetches the code from `/auth/login/{login}`).
+pub(crate) async fn callback(
+    State(engine): State<Engine>,
+    State(config): State<Arc<HttpConfig>>,
+    Query(query): Query<CallbackQuery>,
+) -> Answer {
+    let login = engine
+        .external_callback(&ExternalCallback {
+            state: query.state,
+            code: query.code,
+            error: query.error,
+            iss: query.iss,
+        })
+        .await?;
+    let sign_in = |handle: &str| -> Result<Response, OperationOutcome> {
+        let mut url = Url::parse(&engine.config().oauth.sign_in_url()).map_err(|e| {
+            LoginError::from(ServerError::Config(format!(
+                "the sign-in URL is not a URL: {e}"
+            )))
+        })?;
+        url.query_pairs_mut().append_pair("login", handle);
+        Ok(redirect(&url))
+    };
+    let login = match login.choose_if_single().await? {
+        ProfileChoice::Chosen(login) => login,
+        ProfileChoice::Choose { login, .. } => return sign_in(login.handle().expose()),
+    };
+    let (login, code) = login.grant(None).await?;
+    let params = login.record().params.clone();
+    let registered = match (&params.redirect_uri, &params.client) {
+        (Some(uri), Some(client)) => engine
+            .directory()
+            .client(client)
+            .await
+            .map_err(LoginError::from)?
+            .filter(|c| c.redirect_uri_registered(uri))
+            .and_then(|_| Url::parse(uri).ok()),
+        _ => None,
+    };
+    let Some(mut target) = registered else {
+        // No registered redirect URI: the sign-in page continues (its status call hands
+        // out the code; this one is never shown).
+        return sign_in(login.handle().expose());
+    };
+    {
+        let mut pairs = target.query_pairs_mut();
+        pairs.append_pair("code", code.expose());
+        if let Some(state) = &params.state {
+            pairs.append_pair("state", state);
+        }
+        pairs.append_pair("iss", &engine.config().oauth.issuer_id());
+    }
+    let mut response = redirect(&target);
+    if let Some(cookie) = sso_cookie(&login, &config) {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    Ok(response)
+}
+
+/// `POST /auth/google`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub(crate) struct GoogleBody {
+    google_client_id: Option<String>,
+    google_credential: Option<String>,
+    project_id: Option<String>,
+    client_id: Option<String>,
+    resource_type: Option<String>,
+    scope: Option<String>,
+    nonce: Option<String>,
+    launch: Option<String>,
+    code_challenge: Option<String>,
+    code_challenge_method: Option<String>,
+    redirect_uri: Option<String>,
+}
+
+/// `POST /auth/google {googleClientId, googleCredential, …}`: a Google ID token instead of a
+/// password; answers as `/auth/login` does.
+pub(crate) async fn google(
+    State(engine): State<Engine>,
+    State(config): State<Arc<HttpConfig>>,
+    ClientAddress(address): ClientAddress,
+    headers: HeaderMap,
+    AuthJson(body): AuthJson<GoogleBody>,
+) -> Answer {
+    let google_client_id = required(
+        &body.google_client_id,
+        "Missing googleClientId",
+        "googleClientId",
+    )?;
+    let credential = required(
+        &body.google_credential,
+        "Missing googleCredential",
+        "googleCredential",
+    )?;
+    let login = engine
+        .start(LoginRequest {
+            client_id: body.client_id.clone(),
+            project_id: body.project_id.clone(),
+            redirect_uri: body.redirect_uri.clone(),
+            scope: body.scope.clone(),
+            nonce: body.nonce.clone(),
+            code_challenge: body.code_challenge.clone(),
+            code_challenge_method: body.code_challenge_method.clone(),
+            resource_type: body.resource_type.clone(),
+            launch: body.launch.clone(),
+            remote_address: address,
+            user_agent: header_text(&headers, header::USER_AGENT),
+            origin: header_text(&headers, header::ORIGIN),
+            state: None,
+        })
+        .await?;
+    let passed = login.google(google_client_id, credential).await?;
+    after_credentials(passed, &config).await
+}
+
+/// `POST /auth/exchange`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub(crate) struct ExchangeBody {
+    external_access_token: Option<String>,
+    client_id: Option<String>,
+    scope: Option<String>,
+    membership_id: Option<String>,
+}
+
+/// `POST /auth/exchange {externalAccessToken, clientId}`: Medplum's JSON form of the token
+/// exchange grant, answered exactly as `/oauth2/token` answers it — including client
+/// authentication: a confidential client must authenticate (HTTP Basic), as at the token
+/// endpoint.
+pub(crate) async fn exchange(
+    State(engine): State<Engine>,
+    ClientAddress(address): ClientAddress,
+    headers: HeaderMap,
+    AuthJson(body): AuthJson<ExchangeBody>,
+) -> Response {
+    let token = match required(
+        &body.external_access_token,
+        "Missing externalAccessToken",
+        "externalAccessToken",
+    ) {
+        Ok(token) => token,
+        Err(outcome) => return outcome.into_response(),
+    };
+    let client_id = match required(&body.client_id, "Missing clientId", "clientId") {
+        Ok(id) => id,
+        Err(outcome) => return outcome.into_response(),
+    };
+    let authorization = header_text(&headers, header::AUTHORIZATION);
+    // With HTTP Basic too: a `clientId` naming another client than the header is refused.
+    let mut pairs = vec![
+        ("grant_type", TOKEN_EXCHANGE),
+        ("subject_token", token),
+        ("subject_token_type", ACCESS_TOKEN_TYPE),
+        ("client_id", client_id),
+    ];
+    if let Some(scope) = body.scope.as_deref().filter(|s| !s.is_empty()) {
+        pairs.push(("scope", scope));
+    }
+    if let Some(id) = body.membership_id.as_deref().filter(|s| !s.is_empty()) {
+        pairs.push(("membership_id", id));
+    }
+    let request = TokenRequest {
+        authorization,
+        form: Form::from_pairs(&pairs),
+        remote_address: address,
+        user_agent: header_text(&headers, header::USER_AGENT),
+    };
+    engine.token(request).await.into_http()
+}
