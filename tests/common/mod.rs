@@ -8,6 +8,8 @@
     clippy::indexing_slicing
 )]
 
+#[cfg(feature = "axum")]
+pub mod fake_idp;
 #[cfg(feature = "postgres")]
 pub mod pg;
 

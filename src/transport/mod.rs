@@ -1,12 +1,17 @@
 //! Outbound HTTP, handed in: fetching a client's JWKS, and later talking to external
 //! identity providers. The core never opens a socket itself; a host passes a [`Transport`]
-//! (the crate will ship one on a maintained HTTP client behind a feature), and tests pass a
-//! fake.
+//! (the crate ships one on reqwest with rustls, `ReqwestTransport`, behind the `reqwest`
+//! feature), and tests pass a fake.
 
 use std::fmt;
 
 use async_trait::async_trait;
 use url::Url;
+
+#[cfg(feature = "reqwest")]
+mod reqwest;
+#[cfg(feature = "reqwest")]
+pub use self::reqwest::{ReqwestOptions, ReqwestTransport};
 
 /// HTTP method of an outbound request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
