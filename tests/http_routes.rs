@@ -376,9 +376,10 @@ async fn auth_method_and_client_info() {
     )
     .await;
     assert_eq!(reply.body["domain"], "hospital.example");
+    // Our start route for the domain (Medplum's client appends its request as `state`).
     assert_eq!(
         reply.body["authorizeUrl"],
-        "https://idp.hospital.example/authorize"
+        "https://auth.example.org/auth/external/start?domain=hospital.example"
     );
     let reply = post_json(
         &app,

@@ -100,6 +100,14 @@ impl Fixture {
     }
 
     pub async fn with_config(config: Config) -> Self {
+        Self::with_transport(config, None).await
+    }
+
+    /// A fixture whose engine reaches the network through `transport`.
+    pub async fn with_transport(
+        config: Config,
+        transport: Option<Arc<dyn fhirgate::transport::Transport>>,
+    ) -> Self {
         let store = MemoryStore::new();
         let clock = Arc::new(ManualClock::at_unix(START));
         let audit = Arc::new(MemoryAudit::new());
@@ -113,9 +121,13 @@ impl Fixture {
             .config(config)
             .clock(clock.clone())
             .audit(audit.clone())
-            .password_hasher(hasher.clone())
-            .build()
-            .unwrap();
+            .password_hasher(hasher.clone());
+        let engine = match transport {
+            Some(transport) => engine.transport(transport),
+            None => engine,
+        }
+        .build()
+        .unwrap();
         let fixture = Self {
             engine,
             store,

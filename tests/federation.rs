@@ -1,0 +1,1404 @@
+//! External identity providers against a fake OpenID provider on loopback (real HTTP, real
+//! RS256/ES256 signatures, its own keys — `tests/common/fake_idp.rs`), reached through the
+//! shipped `ReqwestTransport`: federation through the Domain stage and our `/auth/external`
+//! routes, each refusal OIDC Core and RFC 9700 call for, Google sign-in and token exchange.
+#![cfg(all(feature = "axum", feature = "reqwest"))]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use common::fake_idp::*;
+use common::*;
+use fhirgate::idp::{ExternalCallback, ExternalError};
+use fhirgate::login::{ExternalRedirect, Login, LoginRequest, Method, Profile, ProfileChoice};
+use fhirgate::model::{
+    ClientApplication, ClientId, DomainConfiguration, IdentityProvider, ProjectId, TotpState,
+};
+use fhirgate::oauth::{ACCESS_TOKEN_TYPE, TOKEN_EXCHANGE};
+use fhirgate::store::Directory;
+use fhirgate::transport::{ReqwestOptions, ReqwestTransport};
+use fhirgate::{LoginError, pkce};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use url::Url;
+
+/// The fixture: our engine (manual clock at START, ReqwestTransport) and the fake provider
+/// (its clock fixed at START too), configured for the domain `example.org`.
+struct Fed {
+    f: Fixture,
+    idp: FakeIdp,
+}
+
+impl Fed {
+    async fn new() -> Fed {
+        Self::with(FakeIdpOptions::default(), ReqwestOptions::default(), |_| {}).await
+    }
+
+    async fn with(
+        options: FakeIdpOptions,
+        transport: ReqwestOptions,
+        provider: impl FnOnce(&mut IdentityProvider),
+    ) -> Fed {
+        let idp = FakeIdp::start(options).await;
+        idp.set_now(Some(START));
+        let mut config = common::config();
+        config.google.client_ids = vec!["google-client-1".to_owned()];
+        config.google.jwks_uri = idp.jwks_uri();
+        config.google.issuers = vec![idp.issuer()];
+        let transport = Arc::new(ReqwestTransport::new(transport).unwrap());
+        let f = Fixture::with_transport(config, Some(transport)).await;
+        let mut configured = idp.identity_provider();
+        provider(&mut configured);
+        f.store
+            .put_domain(&DomainConfiguration {
+                domain: "example.org".to_owned(),
+                identity_provider: Some(configured),
+            })
+            .await
+            .unwrap();
+        Fed { f, idp }
+    }
+
+    /// Domain stage for `email` with the `app` client's usual request.
+    async fn redirect_for(&self, email: &str) -> ExternalRedirect {
+        self.redirect_with(self.f.request(), email).await
+    }
+
+    async fn redirect_with(&self, request: LoginRequest, email: &str) -> ExternalRedirect {
+        match self
+            .f
+            .engine
+            .start(request)
+            .await
+            .unwrap()
+            .method(email)
+            .await
+            .unwrap()
+        {
+            Method::External(redirect) => redirect,
+            Method::Password(_) => panic!("{email} should sign in at the provider"),
+        }
+    }
+
+    /// The browser at the provider: its answer to our authorization request (a 302 back to
+    /// our callback), as the callback's query.
+    async fn at_provider(&self, authorize_url: &Url) -> ExternalCallback {
+        let response = browser().get(authorize_url.clone()).send().await.unwrap();
+        assert_eq!(response.status(), reqwest::StatusCode::FOUND);
+        let location = Url::parse(
+            response.headers()[reqwest::header::LOCATION]
+                .to_str()
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(
+            location
+                .as_str()
+                .starts_with("https://auth.example.org/auth/external?"),
+            "{location}"
+        );
+        callback_of(&location)
+    }
+
+    /// Domain stage, provider, callback: the login after `next` signs in at the provider.
+    async fn federate(&self, next: NextLogin, email: &str) -> Result<Login<Profile>, LoginError> {
+        self.idp.set_next_login(next);
+        let redirect = self.redirect_for(email).await;
+        let callback = self.at_provider(&redirect.authorize_url).await;
+        self.f.engine.external_callback(&callback).await
+    }
+
+    async fn refused(&self, next: NextLogin, email: &str) -> ExternalError {
+        match self.federate(next, email).await {
+            Err(LoginError::External(e)) => e,
+            Err(other) => panic!("expected an external refusal, got {other:?}"),
+            Ok(login) => panic!("expected a refusal, got {:?}", login.record().user),
+        }
+    }
+
+    /// Advances both clocks.
+    fn advance(&self, seconds: i64) {
+        self.f.clock.advance(time::Duration::seconds(seconds));
+        self.idp.set_now(Some(self.f.engine.now().unix_timestamp()));
+    }
+
+    fn app(&self) -> axum::Router {
+        fhirgate::http::router(self.f.engine.clone())
+    }
+
+    /// An ID token from the fake for `next`, obtained as any relying party would (the
+    /// authorization and token endpoints), with `nonce`.
+    async fn id_token(&self, next: NextLogin) -> String {
+        self.idp.set_next_login(next);
+        let options = self.idp.options().clone();
+        let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+        let mut authorize = Url::parse(&self.idp.authorize_url()).unwrap();
+        authorize
+            .query_pairs_mut()
+            .append_pair("response_type", "code")
+            .append_pair("client_id", &options.client_id)
+            .append_pair("redirect_uri", "https://rp.example/cb")
+            .append_pair("scope", "openid email")
+            .append_pair("state", "s")
+            .append_pair("nonce", "n")
+            .append_pair("code_challenge", &pkce::s256_challenge(verifier))
+            .append_pair("code_challenge_method", "S256");
+        let response = browser().get(authorize).send().await.unwrap();
+        let location = Url::parse(response.headers()["location"].to_str().unwrap()).unwrap();
+        let code = query(&location)["code"].clone();
+        let tokens: Value = browser()
+            .post(self.idp.token_url())
+            .basic_auth(&options.client_id, Some(&options.client_secret))
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", "https://rp.example/cb"),
+                ("code_verifier", verifier),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        tokens["id_token"].as_str().unwrap().to_owned()
+    }
+
+    /// A client of project p1 whose own identity provider is the fake.
+    async fn federated_client(&self, id: &str, configure: impl FnOnce(&mut IdentityProvider)) {
+        let mut client = ClientApplication::new(ClientId::new(id), ProjectId::new("p1"));
+        client.allowed_scopes = "openid fhirUser offline_access user/*.rs".into();
+        client.redirect_uris = vec![REDIRECT.into()];
+        let mut provider = self.idp.identity_provider();
+        configure(&mut provider);
+        client.identity_provider = Some(provider);
+        self.f.store.put_client(&client).await.unwrap();
+    }
+}
+
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+fn query(url: &Url) -> HashMap<String, String> {
+    url.query_pairs().into_owned().collect()
+}
+
+fn callback_of(url: &Url) -> ExternalCallback {
+    let q = query(url);
+    ExternalCallback {
+        state: q.get("state").cloned(),
+        code: q.get("code").cloned(),
+        error: q.get("error").cloned(),
+        iss: q.get("iss").cloned(),
+    }
+}
+
+fn alice() -> NextLogin {
+    NextLogin::user("idp-alice", "alice@example.org")
+}
+
+fn user_of(login: &Login<Profile>) -> String {
+    login.record().user.as_ref().unwrap().as_str().to_owned()
+}
+
+async fn send(
+    app: &axum::Router,
+    request: Request<Body>,
+) -> (StatusCode, header::HeaderMap, Value) {
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (status, headers, body)
+}
+
+fn get(uri: &str) -> Request<Body> {
+    Request::get(uri).body(Body::empty()).unwrap()
+}
+
+fn post_json(uri: &str, body: &Value) -> Request<Body> {
+    Request::post(uri)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+fn location(headers: &header::HeaderMap) -> Url {
+    Url::parse(headers[header::LOCATION].to_str().unwrap()).unwrap()
+}
+
+/// The path and query of a URL on our server (the router serves paths).
+fn path_of(url: &Url) -> String {
+    match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_owned(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The relying-party flow.
+
+#[tokio::test]
+async fn a_domain_federated_login_ends_at_the_client_with_code_and_state() {
+    let fed = Fed::new().await;
+    let app = fed.app();
+    fed.idp.set_next_login(alice());
+
+    // The sign-in page posts the login; the email's domain signs in at the provider.
+    let (status, _, body) = send(
+        &app,
+        post_json(
+            "/auth/login",
+            &json!({
+                "email": "Alice@Example.org",
+                "clientId": "app",
+                "redirectUri": REDIRECT,
+                "scope": "openid fhirUser user/Patient.rs",
+                "codeChallenge": CHALLENGE,
+                "codeChallengeMethod": "S256",
+                "state": "client-state-42",
+            }),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["domain"], "example.org");
+    assert!(
+        body.get("login").is_none(),
+        "no handle before the provider: {body}"
+    );
+    let authorize_url = Url::parse(body["authorizeUrl"].as_str().unwrap()).unwrap();
+    let sent = query(&authorize_url);
+    assert_eq!(sent["client_id"], "fhirgate-at-idp");
+    assert_eq!(
+        sent["redirect_uri"],
+        "https://auth.example.org/auth/external"
+    );
+    assert_eq!(sent["code_challenge_method"], "S256");
+    assert_eq!(sent["login_hint"], "alice@example.org");
+    assert_eq!(sent["state"].len(), 43);
+    assert_eq!(sent["nonce"].len(), 43);
+
+    // The provider sends the browser back to our callback …
+    let callback = fed.at_provider(&authorize_url).await;
+    let mut back = Url::parse("https://auth.example.org/auth/external").unwrap();
+    back.query_pairs_mut()
+        .append_pair("code", callback.code.as_deref().unwrap())
+        .append_pair("state", callback.state.as_deref().unwrap())
+        .append_pair("iss", callback.iss.as_deref().unwrap());
+    let (status, headers, _) = send(&app, get(&path_of(&back))).await;
+    assert_eq!(status, StatusCode::FOUND);
+
+    // … which sends it to the client's registered redirect URI with a code of ours.
+    let to_client = location(&headers);
+    assert!(to_client.as_str().starts_with(REDIRECT), "{to_client}");
+    let q = query(&to_client);
+    assert_eq!(q["state"], "client-state-42");
+    assert_eq!(q["iss"], ISSUER);
+    assert!(
+        headers[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .starts_with("medplum-app=")
+    );
+
+    // The code is redeemed as any other, and the tokens say how alice signed in.
+    let response = fed.f.redeem("app", &q["code"]).await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    let id_token = field(&response, "id_token");
+    let claims: Value =
+        serde_json::from_slice(&base64_url(id_token.split('.').nth(1).unwrap())).unwrap();
+    assert_eq!(claims["amr"], json!(["fed"]));
+    assert_eq!(claims["fhirUser"], "Practitioner/alice");
+
+    // The state was single-use: the same callback again is refused.
+    let (status, _, body) = send(&app, get(&path_of(&back))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["issue"][0]["details"]["text"], "Invalid state");
+}
+
+fn base64_url(text: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_verifier_sent_to_the_provider_matches_the_challenge_and_never_travels_in_urls() {
+    let fed = Fed::new().await;
+    let login = fed.federate(alice(), "alice@example.org").await.unwrap();
+    assert_eq!(user_of(&login), "alice");
+
+    let authorize = &fed.idp.authorize_requests()[0];
+    let token = &fed.idp.token_requests()[0];
+    let verifier = token.field("code_verifier").unwrap();
+    assert_eq!(
+        authorize.field("code_challenge").unwrap(),
+        pkce::s256_challenge(verifier)
+    );
+    assert!(!authorize.query.iter().any(|(_, v)| v == verifier));
+    // client_secret_basic, as configured, and our callback as redirect_uri.
+    assert_eq!(token.client_auth, RecordedClientAuth::Basic);
+    assert_eq!(
+        token.field("redirect_uri"),
+        Some("https://auth.example.org/auth/external")
+    );
+}
+
+#[tokio::test]
+async fn client_secret_post_is_used_when_configured() {
+    let options = FakeIdpOptions {
+        token_auth: TokenAuth::Post,
+        ..FakeIdpOptions::default()
+    };
+    let fed = Fed::with(options, ReqwestOptions::default(), |_| {}).await;
+    let login = fed.federate(alice(), "alice@example.org").await.unwrap();
+    assert_eq!(user_of(&login), "alice");
+    assert_eq!(
+        fed.idp.token_requests()[0].client_auth,
+        RecordedClientAuth::Post
+    );
+}
+
+#[tokio::test]
+async fn es256_providers_work_too() {
+    let options = FakeIdpOptions {
+        alg: FakeAlg::Es256,
+        ..FakeIdpOptions::default()
+    };
+    let fed = Fed::with(options, ReqwestOptions::default(), |_| {}).await;
+    assert_eq!(
+        user_of(&fed.federate(alice(), "alice@example.org").await.unwrap()),
+        "alice"
+    );
+}
+
+#[tokio::test]
+async fn after_the_callback_the_login_has_a_new_handle_and_continues_with_profiles() {
+    let fed = Fed::new().await;
+    // bob has two memberships; the `app` client is in p1, so without a client both count.
+    let request = LoginRequest {
+        code_challenge: Some(CHALLENGE.into()),
+        code_challenge_method: Some("S256".into()),
+        ..LoginRequest::default()
+    };
+    fed.idp
+        .set_next_login(NextLogin::user("idp-bob", "bob@example.org"));
+    let redirect = fed.redirect_with(request, "bob@example.org").await;
+    let callback = fed.at_provider(&redirect.authorize_url).await;
+    let login = fed.f.engine.external_callback(&callback).await.unwrap();
+    assert_ne!(login.handle().expose(), callback.state.as_deref().unwrap());
+    // The state no longer resumes anything; the new handle does.
+    assert!(
+        fed.f
+            .engine
+            .resume::<Profile>(callback.state.as_deref().unwrap())
+            .await
+            .is_err()
+    );
+    let handle = login.handle().expose().to_owned();
+    let resumed = fed.f.engine.resume::<Profile>(&handle).await.unwrap();
+    match resumed.choose_if_single().await.unwrap() {
+        ProfileChoice::Choose { memberships, .. } => assert_eq!(memberships.len(), 2),
+        ProfileChoice::Chosen(_) => panic!("bob has two memberships"),
+    }
+}
+
+#[tokio::test]
+async fn a_client_provider_is_chosen_over_the_domain_and_any_email_domain_is_fine() {
+    let fed = Fed::new().await;
+    fed.federated_client("sso-app", |_| {}).await;
+    let mut request = fed.f.request();
+    request.client_id = Some("sso-app".into());
+    request.scope = Some("openid user/*.rs".into());
+    fed.f
+        .seeder()
+        .user(
+            "olga",
+            "olga@partner.example",
+            None,
+            false,
+            TotpState::None,
+            false,
+        )
+        .await;
+    fed.f
+        .membership("m-olga", "p1", "olga", "Practitioner/olga")
+        .await;
+    fed.idp
+        .set_next_login(NextLogin::user("idp-olga", "olga@partner.example"));
+    let redirect = fed.redirect_with(request, "olga@partner.example").await;
+    assert_eq!(redirect.domain, None);
+    let callback = fed.at_provider(&redirect.authorize_url).await;
+    let login = fed.f.engine.external_callback(&callback).await.unwrap();
+    assert_eq!(user_of(&login), "olga");
+}
+
+#[tokio::test]
+async fn use_subject_maps_the_subject_to_a_membership_external_id() {
+    let fed = Fed::new().await;
+    fed.federated_client("sub-app", |p| p.use_subject = true)
+        .await;
+    let mut membership = fed
+        .f
+        .store
+        .membership(&fhirgate::model::MembershipId::new("m-dave"))
+        .await
+        .unwrap()
+        .unwrap();
+    membership.external_id = Some("idp-subject-dave".into());
+    fed.f.store.put_membership(&membership).await.unwrap();
+    let mut request = fed.f.request();
+    request.client_id = Some("sub-app".into());
+    request.scope = Some("openid user/*.rs".into());
+
+    // The email the provider reports does not matter (not even an unverified one).
+    let mut next = NextLogin::user("idp-subject-dave", "someone-else@example.org");
+    next.email_verified = Some(false);
+    fed.idp.set_next_login(next);
+    let redirect = fed.redirect_with(request.clone(), "dave@example.org").await;
+    let callback = fed.at_provider(&redirect.authorize_url).await;
+    let login = fed.f.engine.external_callback(&callback).await.unwrap();
+    assert_eq!(user_of(&login), "dave");
+
+    // An unknown subject is nobody.
+    fed.idp
+        .set_next_login(NextLogin::user("idp-unknown", "dave@example.org"));
+    let redirect = fed.redirect_with(request, "dave@example.org").await;
+    let callback = fed.at_provider(&redirect.authorize_url).await;
+    assert!(matches!(
+        fed.f.engine.external_callback(&callback).await,
+        Err(LoginError::External(ExternalError::UnknownIdentity))
+    ));
+}
+
+#[tokio::test]
+async fn a_provider_without_id_tokens_is_asked_its_userinfo() {
+    let fed = Fed::new().await;
+    let mut next = alice();
+    next.omit_id_token = true;
+    let login = fed.federate(next, "alice@example.org").await.unwrap();
+    assert_eq!(user_of(&login), "alice");
+}
+
+// ---------------------------------------------------------------------------------------
+// State.
+
+#[tokio::test]
+async fn missing_state_is_refused() {
+    let fed = Fed::new().await;
+    let redirect = fed.redirect_for("alice@example.org").await;
+    let mut callback = fed.at_provider(&redirect.authorize_url).await;
+    callback.state = None;
+    assert!(matches!(
+        fed.f.engine.external_callback(&callback).await,
+        Err(LoginError::External(ExternalError::MissingState))
+    ));
+}
+
+#[tokio::test]
+async fn wrong_state_is_refused_and_a_medplum_style_json_state_is_not_trusted() {
+    let fed = Fed::new().await;
+    let redirect = fed.redirect_for("alice@example.org").await;
+    let mut callback = fed.at_provider(&redirect.authorize_url).await;
+    for forged in [
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".to_owned(),
+        json!({"domain": "example.org", "clientId": "app"}).to_string(),
+        // The login's id is not its state.
+        redirect.login.id().as_str().to_owned(),
+    ] {
+        callback.state = Some(forged);
+        assert!(matches!(
+            fed.f.engine.external_callback(&callback).await,
+            Err(LoginError::External(ExternalError::InvalidState))
+        ));
+    }
+    // No tokens were requested for any of them.
+    assert!(fed.idp.token_requests().is_empty());
+}
+
+#[tokio::test]
+async fn replayed_state_is_refused() {
+    let fed = Fed::new().await;
+    let redirect = fed.redirect_for("alice@example.org").await;
+    let callback = fed.at_provider(&redirect.authorize_url).await;
+    fed.f.engine.external_callback(&callback).await.unwrap();
+    assert!(matches!(
+        fed.f.engine.external_callback(&callback).await,
+        Err(LoginError::External(ExternalError::InvalidState))
+    ));
+    assert_eq!(fed.idp.token_requests().len(), 1);
+}
+
+#[tokio::test]
+async fn a_failed_callback_spends_the_state() {
+    let fed = Fed::new().await;
+    let redirect = fed.redirect_for("alice@example.org").await;
+    let good = fed.at_provider(&redirect.authorize_url).await;
+    let mut refused = good.clone();
+    refused.code = None;
+    refused.error = Some("access_denied".into());
+    match fed.f.engine.external_callback(&refused).await {
+        Err(LoginError::External(ExternalError::ProviderRefused(e))) => {
+            assert_eq!(e, "access_denied")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        fed.f.engine.external_callback(&good).await,
+        Err(LoginError::External(ExternalError::InvalidState))
+    ));
+}
+
+#[tokio::test]
+async fn an_expired_login_cannot_be_resumed_by_its_state() {
+    let fed = Fed::new().await;
+    let redirect = fed.redirect_for("alice@example.org").await;
+    let callback = fed.at_provider(&redirect.authorize_url).await;
+    fed.advance(16 * 60);
+    assert!(matches!(
+        fed.f.engine.external_callback(&callback).await,
+        Err(LoginError::External(ExternalError::InvalidState))
+    ));
+}
+
+#[tokio::test]
+async fn a_response_naming_another_issuer_is_a_mix_up() {
+    let fed = Fed::new().await;
+    let redirect = fed.redirect_for("alice@example.org").await;
+    let mut callback = fed.at_provider(&redirect.authorize_url).await;
+    callback.iss = Some("https://evil.example".into());
+    assert!(matches!(
+        fed.f.engine.external_callback(&callback).await,
+        Err(LoginError::External(ExternalError::IssuerMismatch))
+    ));
+    assert!(fed.idp.token_requests().is_empty());
+}
+
+// ---------------------------------------------------------------------------------------
+// The ID token.
+
+fn invalid_token(error: ExternalError) -> String {
+    match error {
+        ExternalError::InvalidToken(why) => why,
+        other => panic!("expected InvalidToken, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn wrong_nonce_is_refused() {
+    let fed = Fed::new().await;
+    let mut next = alice();
+    next.nonce_override = Some(Some("another-login's-nonce".into()));
+    let why = invalid_token(fed.refused(next, "alice@example.org").await);
+    assert!(why.contains("nonce"), "{why}");
+    let mut next = alice();
+    next.nonce_override = Some(None);
+    let why = invalid_token(fed.refused(next, "alice@example.org").await);
+    assert!(why.contains("nonce"), "{why}");
+}
+
+#[tokio::test]
+async fn a_signature_by_an_unpublished_key_is_refused() {
+    let fed = Fed::new().await;
+    let mut next = alice();
+    next.sign_with_unknown_key = true;
+    invalid_token(fed.refused(next, "alice@example.org").await);
+}
+
+#[tokio::test]
+async fn a_payload_changed_after_signing_is_refused() {
+    let fed = Fed::new().await;
+    let mut next = alice();
+    next.tamper_payload = true;
+    invalid_token(fed.refused(next, "alice@example.org").await);
+}
+
+#[tokio::test]
+async fn wrong_issuer_is_refused() {
+    let fed = Fed::new().await;
+    let mut next = alice();
+    next.iss_override = Some("https://other-idp.example".into());
+    let why = invalid_token(fed.refused(next, "alice@example.org").await);
+    assert!(why.contains("iss"), "{why}");
+}
+
+#[tokio::test]
+async fn wrong_audience_is_refused() {
+    let fed = Fed::new().await;
+    let mut next = alice();
+    next.aud_override = Some(vec!["another-relying-party".into()]);
+    let why = invalid_token(fed.refused(next, "alice@example.org").await);
+    assert!(why.contains("aud"), "{why}");
+}
+
+#[tokio::test]
+async fn an_expired_id_token_is_refused() {
+    let fed = Fed::new().await;
+    let mut next = alice();
+    next.expired = true;
+    let why = invalid_token(fed.refused(next, "alice@example.org").await);
+    assert!(why.contains("expired"), "{why}");
+}
+
+#[tokio::test]
+async fn an_id_token_issued_long_ago_or_in_the_future_is_refused() {
+    let fed = Fed::new().await;
+    let mut next = alice();
+    next.iat_offset_seconds = -3600;
+    invalid_token(fed.refused(next, "alice@example.org").await);
+    let mut next = alice();
+    next.iat_offset_seconds = 3600;
+    invalid_token(fed.refused(next, "alice@example.org").await);
+}
+
+#[tokio::test]
+async fn a_key_rotated_at_the_provider_is_fetched_once_and_unknown_kids_are_rate_limited() {
+    let fed = Fed::new().await;
+    fed.federate(alice(), "alice@example.org").await.unwrap();
+    assert_eq!(fed.idp.jwks_fetches(), 1);
+    // Cached: no second fetch.
+    fed.federate(alice(), "alice@example.org").await.unwrap();
+    assert_eq!(fed.idp.jwks_fetches(), 1);
+
+    // The provider rotates. Within REFETCH_INTERVAL of the last fetch an unknown kid is
+    // refused without asking the provider again (no request amplification) …
+    fed.idp.rotate_keys();
+    fed.advance(5);
+    invalid_token(fed.refused(alice(), "alice@example.org").await);
+    assert_eq!(fed.idp.jwks_fetches(), 1);
+    // … after it, the new key is fetched once and works.
+    fed.advance(fhirgate::idp::REFETCH_INTERVAL.whole_seconds());
+    fed.federate(alice(), "alice@example.org").await.unwrap();
+    assert_eq!(fed.idp.jwks_fetches(), 2);
+    fed.federate(alice(), "alice@example.org").await.unwrap();
+    assert_eq!(fed.idp.jwks_fetches(), 2);
+}
+
+// ---------------------------------------------------------------------------------------
+// Identity mapping.
+
+#[tokio::test]
+async fn an_unverified_email_is_refused() {
+    let fed = Fed::new().await;
+    let mut next = alice();
+    next.email_verified = Some(false);
+    assert_eq!(
+        fed.refused(next, "alice@example.org").await,
+        ExternalError::EmailNotVerified
+    );
+    let mut next = alice();
+    next.email_verified = None;
+    assert_eq!(
+        fed.refused(next, "alice@example.org").await,
+        ExternalError::EmailNotVerified
+    );
+}
+
+#[tokio::test]
+async fn an_email_outside_the_configured_domain_is_refused() {
+    let fed = Fed::new().await;
+    // The example.org provider vouches for an address at another domain (whose accounts it
+    // has no authority over), even one that exists here.
+    fed.f
+        .seeder()
+        .user(
+            "mallory",
+            "victim@other.example",
+            None,
+            true,
+            TotpState::None,
+            false,
+        )
+        .await;
+    fed.f
+        .membership("m-victim", "p1", "mallory", "Practitioner/victim")
+        .await;
+    assert_eq!(
+        fed.refused(
+            NextLogin::user("idp-x", "victim@other.example"),
+            "alice@example.org"
+        )
+        .await,
+        ExternalError::DomainMismatch
+    );
+}
+
+#[tokio::test]
+async fn an_identity_without_an_account_or_email_is_refused() {
+    let fed = Fed::new().await;
+    assert_eq!(
+        fed.refused(
+            NextLogin::user("idp-nobody", "nobody@example.org"),
+            "nobody@example.org"
+        )
+        .await,
+        ExternalError::UnknownIdentity
+    );
+    let mut next = alice();
+    next.email = None;
+    assert_eq!(
+        fed.refused(next, "alice@example.org").await,
+        ExternalError::MissingEmail
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// The provider misbehaving.
+
+#[tokio::test]
+async fn provider_error_responses_are_refused_with_medplum_text() {
+    let fed = Fed::new().await;
+    for behaviour in [
+        TokenBehaviour::Status(400),
+        TokenBehaviour::Status(401),
+        TokenBehaviour::Status(500),
+        TokenBehaviour::NotJson,
+    ] {
+        fed.idp.set_token_behaviour(behaviour.clone());
+        let error = fed.refused(alice(), "alice@example.org").await;
+        assert!(
+            matches!(error, ExternalError::ProviderError(_)),
+            "{behaviour:?}: {error:?}"
+        );
+        assert_eq!(
+            error.to_string(),
+            "Failed to verify code - check your identity provider configuration"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_provider_that_does_not_answer_in_time_is_unreachable() {
+    let transport = ReqwestOptions {
+        timeout: Duration::from_millis(500),
+        ..ReqwestOptions::default()
+    };
+    let fed = Fed::with(FakeIdpOptions::default(), transport, |_| {}).await;
+    fed.idp
+        .set_token_behaviour(TokenBehaviour::Delay(Duration::from_secs(3)));
+    let error = fed.refused(alice(), "alice@example.org").await;
+    assert_eq!(
+        error,
+        ExternalError::Unreachable(fhirgate::transport::TransportError::Timeout)
+    );
+}
+
+#[tokio::test]
+async fn the_callback_route_answers_provider_failures_with_502_and_refusals_with_400() {
+    let fed = Fed::new().await;
+    let app = fed.app();
+    let redirect = fed.redirect_for("alice@example.org").await;
+    let callback = fed.at_provider(&redirect.authorize_url).await;
+    fed.idp.set_token_behaviour(TokenBehaviour::Status(500));
+    let mut uri = Url::parse("https://auth.example.org/auth/external").unwrap();
+    uri.query_pairs_mut()
+        .append_pair("code", callback.code.as_deref().unwrap())
+        .append_pair("state", callback.state.as_deref().unwrap());
+    let (status, _, body) = send(&app, get(&path_of(&uri))).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert_eq!(
+        body["issue"][0]["details"]["text"],
+        "Failed to verify code - check your identity provider configuration"
+    );
+    let (status, _, body) = send(&app, get("/auth/external?code=x")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["issue"][0]["details"]["text"], "Missing state");
+}
+
+// ---------------------------------------------------------------------------------------
+// Routes for Medplum's clients.
+
+#[tokio::test]
+async fn medplum_clients_start_at_our_start_route_with_their_json_state() {
+    let fed = Fed::new().await;
+    let app = fed.app();
+    let (status, _, method) = send(
+        &app,
+        post_json("/auth/method", &json!({"email": "alice@example.org"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(method["domain"], "example.org");
+    // Medplum's SDK (getExternalAuthRedirectUri) overwrites the provider parameters and puts
+    // its login request into `state`.
+    let mut start = Url::parse(method["authorizeUrl"].as_str().unwrap()).unwrap();
+    assert_eq!(start.path(), "/auth/external/start");
+    start
+        .query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", "app")
+        .append_pair("scope", "openid profile email")
+        .append_pair(
+            "state",
+            &json!({
+                "domain": "example.org",
+                "clientId": "app",
+                "redirectUri": REDIRECT,
+                "scope": "openid user/*.rs",
+                "codeChallenge": CHALLENGE,
+                "codeChallengeMethod": "S256",
+            })
+            .to_string(),
+        )
+        .append_pair("code_challenge", CHALLENGE)
+        .append_pair("code_challenge_method", "S256");
+    let (status, headers, body) = send(&app, get(&path_of(&start))).await;
+    assert_eq!(status, StatusCode::FOUND, "{body}");
+    let to_provider = location(&headers);
+    assert!(to_provider.as_str().starts_with(&fed.idp.authorize_url()));
+    let sent = query(&to_provider);
+    assert_eq!(sent["client_id"], "fhirgate-at-idp");
+    assert_ne!(sent["code_challenge"], CHALLENGE);
+    assert_eq!(sent["state"].len(), 43);
+
+    // Round trip: the code goes to the client, bound to the client's own PKCE challenge.
+    let callback = fed.at_provider(&to_provider).await;
+    let mut back = Url::parse("https://auth.example.org/auth/external").unwrap();
+    back.query_pairs_mut()
+        .append_pair("code", callback.code.as_deref().unwrap())
+        .append_pair("state", callback.state.as_deref().unwrap());
+    let (status, headers, _) = send(&app, get(&path_of(&back))).await;
+    assert_eq!(status, StatusCode::FOUND);
+    let code = query(&location(&headers))["code"].clone();
+    let response = fed.f.redeem("app", &code).await;
+    assert_eq!(response.status, 200, "{}", response.body);
+
+    // A start without PKCE, with broken JSON, or for a domain without a provider is refused.
+    for (path, text) in [
+        (
+            "/auth/external/start?domain=example.org",
+            "Missing code challenge: PKCE with S256 is required",
+        ),
+        ("/auth/external/start?state=%7Bnot-json", "Invalid state"),
+        (
+            "/auth/external/start?state=%7B%22codeChallenge%22%3A%22E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM%22%2C%22codeChallengeMethod%22%3A%22S256%22%7D&domain=nowhere.example",
+            "Identity provider not found",
+        ),
+    ] {
+        let (status, _, body) = send(&app, get(path)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}");
+        assert_eq!(body["issue"][0]["details"]["text"], text, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn without_a_registered_redirect_uri_the_callback_goes_to_the_sign_in_page() {
+    let fed = Fed::new().await;
+    let app = fed.app();
+    // A login without a client (Medplum's own app) and bob, who has two profiles.
+    fed.idp
+        .set_next_login(NextLogin::user("idp-bob", "bob@example.org"));
+    let request = LoginRequest {
+        code_challenge: Some(CHALLENGE.into()),
+        code_challenge_method: Some("S256".into()),
+        ..LoginRequest::default()
+    };
+    let redirect = fed.redirect_with(request, "bob@example.org").await;
+    let callback = fed.at_provider(&redirect.authorize_url).await;
+    let mut back = Url::parse("https://auth.example.org/auth/external").unwrap();
+    back.query_pairs_mut()
+        .append_pair("code", callback.code.as_deref().unwrap())
+        .append_pair("state", callback.state.as_deref().unwrap());
+    let (status, headers, _) = send(&app, get(&path_of(&back))).await;
+    assert_eq!(status, StatusCode::FOUND);
+    let page = location(&headers);
+    assert!(
+        page.as_str()
+            .starts_with("https://auth.example.org/signin?"),
+        "{page}"
+    );
+    let handle = query(&page)["login"].clone();
+    assert_ne!(&handle, callback.state.as_deref().unwrap());
+    // The page continues with the profile choice.
+    let (status, _, body) = send(
+        &app,
+        post_json(
+            "/auth/profile",
+            &json!({"login": handle, "profile": "m-bob-2"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["code"].is_string());
+}
+
+// ---------------------------------------------------------------------------------------
+// Google sign-in (the fake standing in for Google).
+
+#[tokio::test]
+async fn google_sign_in_with_a_verified_email() {
+    let fed = Fed::with(
+        FakeIdpOptions {
+            client_id: "google-client-1".into(),
+            ..FakeIdpOptions::default()
+        },
+        ReqwestOptions::default(),
+        |_| {},
+    )
+    .await;
+    let credential = fed.id_token(alice()).await;
+    let login = fed.f.engine.start(fed.f.request()).await.unwrap();
+    let login = expect_profile(login.google("google-client-1", &credential).await.unwrap());
+    assert_eq!(user_of(&login), "alice");
+    assert_eq!(
+        login.record().auth_method,
+        fhirgate::model::AuthMethod::Google
+    );
+
+    // Through the route, as Medplum's GoogleButton posts it.
+    let credential = fed.id_token(alice()).await;
+    let (status, _, body) = send(
+        &fed.app(),
+        post_json(
+            "/auth/google",
+            &json!({
+                "googleClientId": "google-client-1",
+                "googleCredential": credential,
+                "clientId": "app",
+                "redirectUri": REDIRECT,
+                "codeChallenge": CHALLENGE,
+                "codeChallengeMethod": "S256",
+                "scope": "openid user/*.rs",
+            }),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["code"].is_string(), "{body}");
+}
+
+#[tokio::test]
+async fn google_refusals() {
+    let fed = Fed::with(
+        FakeIdpOptions {
+            client_id: "google-client-1".into(),
+            ..FakeIdpOptions::default()
+        },
+        ReqwestOptions::default(),
+        |_| {},
+    )
+    .await;
+    let app = fed.app();
+    let attempt = |credential: String, client: &'static str| {
+        let app = app.clone();
+        async move {
+            let (status, _, body) = send(
+                &app,
+                post_json(
+                    "/auth/google",
+                    &json!({
+                        "googleClientId": client,
+                        "googleCredential": credential,
+                        "codeChallenge": CHALLENGE,
+                        "codeChallengeMethod": "S256",
+                    }),
+                ),
+            )
+            .await;
+            (
+                status,
+                body["issue"][0]["details"]["text"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        }
+    };
+    // Unverified email (Medplum ignores email_verified).
+    let mut next = alice();
+    next.email_verified = Some(false);
+    let (status, text) = attempt(fed.id_token(next).await, "google-client-1").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        text,
+        "Email address is not verified by the identity provider"
+    );
+    // A Google client id we do not accept.
+    let (_, text) = attempt(fed.id_token(alice()).await, "someone-elses-client").await;
+    assert_eq!(text, "Invalid googleClientId");
+    // A token minted for another audience.
+    let mut next = alice();
+    next.aud_override = Some(vec!["another-google-client".into()]);
+    let (_, text) = attempt(fed.id_token(next).await, "google-client-1").await;
+    assert!(text.starts_with("Invalid identity token"), "{text}");
+    // An unknown account is not created unless configured.
+    let (_, text) = attempt(
+        fed.id_token(NextLogin::user("g-new", "new.person@example.org"))
+            .await,
+        "google-client-1",
+    )
+    .await;
+    assert_eq!(text, "User not found");
+    assert!(
+        fed.f
+            .store
+            .user_by_email("new.person@example.org", None)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Missing fields.
+    let (status, _, body) = send(&app, post_json("/auth/google", &json!({}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body["issue"][0]["details"]["text"],
+        "Missing googleClientId"
+    );
+}
+
+#[tokio::test]
+async fn a_project_requiring_google_refuses_passwords_but_not_google() {
+    let fed = Fed::with(
+        FakeIdpOptions {
+            client_id: "google-client-1".into(),
+            ..FakeIdpOptions::default()
+        },
+        ReqwestOptions::default(),
+        |_| {},
+    )
+    .await;
+    // frank@example.org has a password and a membership in p1; p1 now requires Google.
+    let mut project = fed
+        .f
+        .store
+        .project(&ProjectId::new("p1"))
+        .await
+        .unwrap()
+        .unwrap();
+    project
+        .features
+        .insert(fhirgate::model::FEATURE_GOOGLE_AUTH_REQUIRED.to_owned());
+    fed.f.store.put_project(&project).await.unwrap();
+    // (example.org has a provider in this fixture, so use the project-scoped route of a
+    // password login for a user at another domain.)
+    fed.f
+        .seeder()
+        .user(
+            "gina",
+            "gina@clinic.example",
+            None,
+            true,
+            TotpState::None,
+            false,
+        )
+        .await;
+    fed.f
+        .membership("m-gina", "p1", "gina", "Practitioner/gina")
+        .await;
+    let refused = fed
+        .f
+        .password("gina@clinic.example", PASSWORD)
+        .await
+        .map(expect_profile)
+        .unwrap()
+        .choose(&fhirgate::model::MembershipId::new("m-gina"))
+        .await;
+    assert!(matches!(
+        refused,
+        Err(LoginError::Policy(
+            fhirgate::PolicyError::GoogleAuthRequired
+        ))
+    ));
+    let credential = fed
+        .id_token(NextLogin::user("g-gina", "gina@clinic.example"))
+        .await;
+    let login = fed.f.engine.start(fed.f.request()).await.unwrap();
+    let login = expect_profile(login.google("google-client-1", &credential).await.unwrap());
+    login
+        .choose(&fhirgate::model::MembershipId::new("m-gina"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn google_creates_users_only_where_configured() {
+    let idp = FakeIdp::start(FakeIdpOptions {
+        client_id: "google-client-1".into(),
+        ..FakeIdpOptions::default()
+    })
+    .await;
+    idp.set_now(Some(START));
+    let mut config = common::config();
+    config.google.client_ids = vec!["google-client-1".to_owned()];
+    config.google.jwks_uri = idp.jwks_uri();
+    config.google.issuers = vec![idp.issuer()];
+    config.google.create_users = true;
+    let transport = Arc::new(ReqwestTransport::new(ReqwestOptions::default()).unwrap());
+    let f = Fixture::with_transport(config, Some(transport)).await;
+    let fed = Fed { f, idp };
+    let credential = fed
+        .id_token(NextLogin::user("g-new", "New.Person@Clinic.example"))
+        .await;
+    // A new user has no membership yet, so no login: but the account exists (verified,
+    // lower-cased), ready for an invitation.
+    let login = fed.f.engine.start(LoginRequest {
+        code_challenge: Some(CHALLENGE.into()),
+        code_challenge_method: Some("S256".into()),
+        ..LoginRequest::default()
+    });
+    let refused = login
+        .await
+        .unwrap()
+        .google("google-client-1", &credential)
+        .await;
+    assert!(matches!(
+        refused,
+        Err(LoginError::External(ExternalError::UnknownIdentity))
+    ));
+    let user = fed
+        .f
+        .store
+        .user_by_email("new.person@clinic.example", None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(user.email_verified);
+}
+
+// ---------------------------------------------------------------------------------------
+// Token exchange.
+
+async fn exchange(fed: &Fed, form: &[(&str, &str)]) -> fhirgate::oauth::OAuthResponse {
+    fed.f.token(None, form).await
+}
+
+#[tokio::test]
+async fn token_exchange_of_a_provider_jwt_issues_our_tokens() {
+    let fed = Fed::new().await;
+    fed.federated_client("sso-app", |_| {}).await;
+    let subject = fed
+        .idp
+        .access_token("idp-alice", "alice@example.org", "fhirgate-at-idp", false);
+    let response = exchange(
+        &fed,
+        &[
+            ("grant_type", TOKEN_EXCHANGE),
+            ("client_id", "sso-app"),
+            ("subject_token", &subject),
+            ("subject_token_type", ACCESS_TOKEN_TYPE),
+            ("scope", "openid user/*.rs"),
+        ],
+    )
+    .await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    assert_eq!(field(&response, "issued_token_type"), ACCESS_TOKEN_TYPE);
+    assert_eq!(field(&response, "token_type"), "Bearer");
+    let principal = fed
+        .f
+        .engine
+        .verify_access_token(field(&response, "access_token"))
+        .await
+        .unwrap();
+    assert_eq!(principal.profile.as_str(), "Practitioner/alice");
+}
+
+#[tokio::test]
+async fn token_exchange_checks_audience_expiry_and_token_type() {
+    let fed = Fed::new().await;
+    fed.federated_client("sso-app", |_| {}).await;
+    let fed = &fed;
+    let attempt = |subject: String, kind: &'static str| async move {
+        let response = exchange(
+            fed,
+            &[
+                ("grant_type", TOKEN_EXCHANGE),
+                ("client_id", "sso-app"),
+                ("subject_token", &subject),
+                ("subject_token_type", kind),
+            ],
+        )
+        .await;
+        (response.status, response.body)
+    };
+    // A token the provider issued to another application (Medplum never checks `aud`).
+    let (status, body) = attempt(
+        fed.idp
+            .access_token("idp-alice", "alice@example.org", "another-app", false),
+        ACCESS_TOKEN_TYPE,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"], "invalid_request");
+    assert!(
+        body["error_description"].as_str().unwrap().contains("aud"),
+        "{body}"
+    );
+    let (status, body) = attempt(
+        fed.idp
+            .access_token("idp-alice", "alice@example.org", "fhirgate-at-idp", true),
+        ACCESS_TOKEN_TYPE,
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = attempt(
+        fed.idp
+            .access_token("idp-alice", "alice@example.org", "fhirgate-at-idp", false),
+        "urn:ietf:params:oauth:token-type:id_token",
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("subject_token_type")
+    );
+    // A client without a provider cannot exchange.
+    let response = exchange(
+        fed,
+        &[
+            ("grant_type", TOKEN_EXCHANGE),
+            ("client_id", "app"),
+            ("subject_token", "x"),
+            ("subject_token_type", ACCESS_TOKEN_TYPE),
+        ],
+    )
+    .await;
+    assert_eq!(response.body["error"], "unauthorized_client");
+}
+
+#[tokio::test]
+async fn token_exchange_through_userinfo_and_the_medplum_route() {
+    let fed = Fed::new().await;
+    // A provider configured without a JWKS: the subject token is checked at its UserInfo.
+    fed.federated_client("ui-app", |p| p.jwks_uri = None).await;
+    let subject = fed
+        .idp
+        .access_token("idp-alice", "alice@example.org", "whatever", false);
+    let (status, _, body) = send(
+        &fed.app(),
+        post_json(
+            "/auth/exchange",
+            &json!({"externalAccessToken": subject, "clientId": "ui-app", "scope": "openid user/*.rs"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["access_token"].is_string());
+    // UserInfo refuses an expired token; so do we.
+    let expired = fed
+        .idp
+        .access_token("idp-alice", "alice@example.org", "whatever", true);
+    let (status, _, body) = send(
+        &fed.app(),
+        post_json(
+            "/auth/exchange",
+            &json!({"externalAccessToken": expired, "clientId": "ui-app"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        body["error_description"],
+        "Invalid identity token: the provider does not accept the token"
+    );
+    let (status, _, body) = send(
+        &fed.app(),
+        post_json("/auth/exchange", &json!({"clientId": "ui-app"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body["issue"][0]["details"]["text"],
+        "Missing externalAccessToken"
+    );
+}
+
+#[tokio::test]
+async fn a_confidential_client_must_authenticate_to_exchange() {
+    let fed = Fed::new().await;
+    let mut client = ClientApplication::new(ClientId::new("conf-sso"), ProjectId::new("p1"));
+    client.auth_method = fhirgate::model::ClientAuthMethod::ClientSecretBasic;
+    client.secret = Some(fhirgate::model::ClientSecretHash::of(CLIENT_SECRET));
+    client.allowed_scopes = "openid user/*.rs".into();
+    client.identity_provider = Some(fed.idp.identity_provider());
+    fed.f.store.put_client(&client).await.unwrap();
+    let subject = fed
+        .idp
+        .access_token("idp-alice", "alice@example.org", "fhirgate-at-idp", false);
+    let body = json!({"externalAccessToken": subject, "clientId": "conf-sso"});
+    let (status, _, answer) = send(&fed.app(), post_json("/auth/exchange", &body)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["error"], "invalid_client");
+    let request = Request::post("/auth/exchange")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::AUTHORIZATION, basic("conf-sso", CLIENT_SECRET))
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let (status, _, answer) = send(&fed.app(), request).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+}
+
+#[tokio::test]
+async fn alg_none_and_hmac_signed_identity_tokens_are_refused() {
+    use base64::Engine as _;
+    let fed = Fed::with(
+        FakeIdpOptions {
+            client_id: "google-client-1".into(),
+            ..FakeIdpOptions::default()
+        },
+        ReqwestOptions::default(),
+        |_| {},
+    )
+    .await;
+    let claims = json!({
+        "iss": fed.idp.issuer(),
+        "aud": "google-client-1",
+        "sub": "idp-alice",
+        "email": "alice@example.org",
+        "email_verified": true,
+        "iat": START,
+        "exp": START + 3600,
+    });
+    let b64 = |v: &Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap())
+    };
+    let kid = fed.idp.current_kid();
+    // alg "none", unsigned.
+    let none = format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "typ": "JWT", "kid": kid})),
+        b64(&claims)
+    );
+    // HS256 keyed with something public-ish (the classic algorithm confusion).
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    header.kid = Some(kid.clone());
+    let hmac = jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(fed.idp.options().client_secret.as_bytes()),
+    )
+    .unwrap();
+    for token in [none, hmac] {
+        let login = fed.f.engine.start(fed.f.request()).await.unwrap();
+        match login.google("google-client-1", &token).await {
+            Err(LoginError::External(ExternalError::InvalidToken(_))) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    // The same claims signed properly by the provider are accepted (the refusals above are
+    // about the algorithm, not the claims).
+    let good = fed.id_token(alice()).await;
+    let login = fed.f.engine.start(fed.f.request()).await.unwrap();
+    assert!(login.google("google-client-1", &good).await.is_ok());
+}
