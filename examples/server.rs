@@ -196,8 +196,23 @@ async fn run(args: Args) -> Result<(), Failure> {
         }
     };
 
+    let (mut seed, origin) = match &args.seed {
+        Some(path) => (
+            read_seed(path).map_err(Failure::Usage)?,
+            format!("seed file {}", path.display()),
+        ),
+        None => (
+            builtin_seed(&issuer).map_err(|e| Failure::Runtime(format!("built-in seed: {e}")))?,
+            "built-in demo data".to_owned(),
+        ),
+    };
+
     let mut config = Config::default();
     config.oauth.issuer = issuer.clone();
+    if let Some(google) = seed.google.take() {
+        config.google.client_ids = google.client_ids;
+        config.google.create_users = google.create_users;
+    }
     // Identity providers send the browser back here (register it at the provider).
     config.external_callback_url = Some(
         Url::parse(&format!("{issuer}/auth/external"))
@@ -213,18 +228,23 @@ async fn run(args: Args) -> Result<(), Failure> {
     if let Some(path) = &args.signing_key {
         builder = builder.keys(KeySet::new(read_signing_key(path)?));
     }
+    // Outbound HTTP (identity providers, clients' JWKS): reqwest with rustls when built with
+    // the `reqwest` feature; without it, federated sign-in reports the provider unreachable.
+    #[cfg(feature = "reqwest")]
+    {
+        let transport = fhirgate::transport::ReqwestTransport::new(Default::default())
+            .map_err(|e| Failure::Runtime(format!("HTTP client: {e}")))?;
+        builder = builder.transport(Arc::new(transport));
+    }
+    #[cfg(not(feature = "reqwest"))]
+    if !seed.domains.is_empty() || seed.clients.iter().any(|c| c.identity_provider.is_some()) {
+        eprintln!(
+            "note: identity providers are configured but this build has no HTTP client; \
+             run with --features axum,reqwest to sign in through them"
+        );
+    }
     let engine = builder.build().map_err(|e| Failure::Usage(e.to_string()))?;
 
-    let (seed, origin) = match &args.seed {
-        Some(path) => (
-            read_seed(path).map_err(Failure::Usage)?,
-            format!("seed file {}", path.display()),
-        ),
-        None => (
-            builtin_seed(&issuer).map_err(|e| Failure::Runtime(format!("built-in seed: {e}")))?,
-            "built-in demo data".to_owned(),
-        ),
-    };
     let summary = load_seed(&engine, seed).await.map_err(|e| {
         Failure::Usage(match &args.seed {
             Some(path) => format!("seed file {}: {e}", path.display()),
@@ -469,6 +489,17 @@ struct Seed {
     clients: Vec<SeedClient>,
     #[serde(default)]
     domains: Vec<SeedDomain>,
+    /// Google sign-in (`/auth/google`).
+    #[serde(default)]
+    google: Option<SeedGoogle>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SeedGoogle {
+    client_ids: Vec<String>,
+    #[serde(default)]
+    create_users: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -546,6 +577,9 @@ struct SeedMembership {
     admin: bool,
     #[serde(default)]
     access_policy: Option<String>,
+    /// The subject an identity provider with `useSubject` knows the member by.
+    #[serde(default)]
+    external_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -571,6 +605,9 @@ struct SeedClient {
     pkce: Option<PkcePolicy>,
     #[serde(default)]
     default_scope: Option<String>,
+    /// The client's own identity provider (every login through it, and token exchange).
+    #[serde(default)]
+    identity_provider: Option<SeedIdentityProvider>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -600,6 +637,25 @@ struct SeedIdentityProvider {
     use_subject: bool,
     #[serde(default)]
     scope: Option<String>,
+}
+
+impl SeedIdentityProvider {
+    fn into_provider(self) -> IdentityProvider {
+        IdentityProvider {
+            issuer: self.issuer,
+            authorize_url: self.authorize_url,
+            token_url: self.token_url,
+            userinfo_url: self.user_info_url,
+            jwks_uri: self.jwks_uri,
+            client_id: self.client_id,
+            client_secret: self.client_secret,
+            token_auth_method: self.token_auth_method.unwrap_or_default(),
+            use_subject: self.use_subject,
+            scope: self
+                .scope
+                .unwrap_or_else(|| "openid profile email".to_owned()),
+        }
+    }
 }
 
 /// What the banner and the pages need to know about the loaded data.
@@ -1003,6 +1059,7 @@ async fn load_seed(engine: &Engine, seed: Seed) -> Result<Summary, String> {
         client.secret = c.secret.as_deref().map(ClientSecretHash::of);
         client.jwks = c.jwks;
         client.jwks_uri = c.jwks_uri;
+        client.identity_provider = c.identity_provider.map(SeedIdentityProvider::into_provider);
         directory
             .put_client(&client)
             .await
@@ -1080,6 +1137,7 @@ async fn load_seed(engine: &Engine, seed: Seed) -> Result<Summary, String> {
         membership.active = m.active.unwrap_or(true);
         membership.admin = m.admin;
         membership.access_policy = m.access_policy.as_deref().map(AccessPolicyId::new);
+        membership.external_id = m.external_id;
         directory
             .put_membership(&membership)
             .await
@@ -1096,19 +1154,7 @@ async fn load_seed(engine: &Engine, seed: Seed) -> Result<Summary, String> {
         if !domains.insert(domain.clone()) {
             return Err(format!("{at}: duplicate domain {domain:?}"));
         }
-        let p = d.identity_provider;
-        let provider = IdentityProvider {
-            issuer: p.issuer,
-            authorize_url: p.authorize_url,
-            token_url: p.token_url,
-            userinfo_url: p.user_info_url,
-            jwks_uri: p.jwks_uri,
-            client_id: p.client_id,
-            client_secret: p.client_secret,
-            token_auth_method: p.token_auth_method.unwrap_or_default(),
-            use_subject: p.use_subject,
-            scope: p.scope.unwrap_or_else(|| "openid profile email".to_owned()),
-        };
+        let provider = d.identity_provider.into_provider();
         directory
             .put_domain(&DomainConfiguration {
                 domain,
@@ -1288,7 +1334,7 @@ const SIGN_IN_SCRIPT: &str = r#"
     $('error').hidden = true;
     buttons(true);
     try {
-      const res = await fetch(path, {
+      const res = await fetch(path, body === undefined ? { credentials: 'same-origin' } : {
         method: 'POST',
         credentials: 'same-origin',
         headers: { 'Content-Type': 'application/json' },
@@ -1330,6 +1376,8 @@ const SIGN_IN_SCRIPT: &str = r#"
     if (Array.isArray(data.memberships)) return choose(data.memberships);
     const external = httpUrl(data.authorizeUrl || '');
     if (external) {
+      // The provider sends the browser back here with `login`; keep our PKCE verifier.
+      if (ownVerifier) sessionStorage.setItem('fhirgate-verifier', ownVerifier);
       window.location.assign(external.href);
       return;
     }
@@ -1414,6 +1462,7 @@ const SIGN_IN_SCRIPT: &str = r#"
           codeChallenge: 'code_challenge',
           codeChallengeMethod: 'code_challenge_method',
           launch: 'launch',
+          state: 'state',
         }
       : { scope: 'scope' };
     for (const [field, name] of Object.entries(fields)) {
@@ -1445,6 +1494,16 @@ const SIGN_IN_SCRIPT: &str = r#"
     const chosen = document.querySelector('input[name="profile"]:checked');
     if (chosen) post('/auth/profile', { login, profile: chosen.value });
   });
+
+  // Back from an identity provider: continue the login where it stands.
+  const returning = q.get('login');
+  if (returning) {
+    login = returning;
+    ownVerifier = sessionStorage.getItem('fhirgate-verifier');
+    sessionStorage.removeItem('fhirgate-verifier');
+    history.replaceState(null, '', window.location.pathname);
+    post(`/auth/login/${encodeURIComponent(returning)}`);
+  }
 })();
 "#;
 

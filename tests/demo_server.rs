@@ -15,7 +15,7 @@
     clippy::indexing_slicing
 )]
 
-#[cfg(feature = "postgres")]
+#[cfg(any(feature = "postgres", feature = "reqwest"))]
 mod common;
 
 use std::io::{BufRead, BufReader};
@@ -995,4 +995,105 @@ async fn two_servers_share_one_database() {
     drop(a);
     drop(b);
     db.finish().await;
+}
+
+/// A federated sign-in through the demo server, with a seed file naming a provider (the fake
+/// OpenID provider on loopback, on real time, as a real one would be).
+#[cfg(feature = "reqwest")]
+#[tokio::test]
+async fn federated_sign_in_through_a_seeded_provider() {
+    use common::fake_idp::{FakeIdp, FakeIdpOptions, NextLogin};
+    use std::collections::HashMap;
+
+    let idp = FakeIdp::start(FakeIdpOptions::default()).await;
+    idp.set_next_login(NextLogin::user("idp-nurse-7", "Nurse@Partner.test"));
+    let options = idp.options().clone();
+    let seed = json!({
+        "projects": [{ "id": "clinic", "name": "Clinic" }],
+        "users": [{ "id": "nurse", "email": "nurse@partner.test" }],
+        "memberships": [{
+            "id": "m-nurse", "project": "clinic", "user": "nurse",
+            "profile": "Practitioner/nurse-7"
+        }],
+        "clients": [{
+            "id": "fed-spa", "project": "clinic",
+            "redirectUris": ["https://app.example/cb"],
+            "allowedScopes": "openid fhirUser user/*.rs"
+        }],
+        "domains": [{
+            "domain": "partner.test",
+            "identityProvider": {
+                "issuer": idp.issuer(),
+                "authorizeUrl": idp.authorize_url(),
+                "tokenUrl": idp.token_url(),
+                "userInfoUrl": idp.userinfo_url(),
+                "jwksUri": idp.jwks_uri(),
+                "clientId": options.client_id,
+                "clientSecret": options.client_secret,
+                "tokenAuthMethod": "client_secret_basic"
+            }
+        }]
+    });
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("demo-server-seeds");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("federation.json");
+    std::fs::write(&path, seed.to_string()).unwrap();
+    let server = Server::start(&["--addr", "127.0.0.1:0", "--seed", path.to_str().unwrap()]);
+    let query = |url: &reqwest::Url| -> HashMap<String, String> {
+        url.query_pairs().into_owned().collect()
+    };
+    let location = |response: &reqwest::Response| {
+        assert_eq!(response.status(), StatusCode::FOUND, "{}", response.url());
+        reqwest::Url::parse(response.headers()["location"].to_str().unwrap()).unwrap()
+    };
+
+    // The sign-in page posts the email; the domain signs in at the provider.
+    let answer = post_json(
+        &server,
+        "/auth/login",
+        json!({
+            "email": "nurse@partner.test",
+            "clientId": "fed-spa",
+            "redirectUri": "https://app.example/cb",
+            "scope": "openid fhirUser user/*.rs",
+            "codeChallenge": CHALLENGE,
+            "codeChallengeMethod": "S256",
+            "state": "app-state-1"
+        }),
+    )
+    .await;
+    assert_eq!(answer["domain"], "partner.test");
+    let at_provider = http()
+        .get(answer["authorizeUrl"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let back = location(&at_provider);
+    assert!(
+        back.as_str().starts_with(&server.url("/auth/external?")),
+        "{back}"
+    );
+    let to_app = location(&http().get(back).send().await.unwrap());
+    assert!(
+        to_app.as_str().starts_with("https://app.example/cb?"),
+        "{to_app}"
+    );
+    let q = query(&to_app);
+    assert_eq!(q["state"], "app-state-1");
+    let tokens = http()
+        .post(server.url("/oauth2/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", q["code"].as_str()),
+            ("client_id", "fed-spa"),
+            ("redirect_uri", "https://app.example/cb"),
+            ("code_verifier", VERIFIER),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tokens.status(), StatusCode::OK);
+    let tokens = json_of(tokens).await;
+    assert_eq!(tokens["scope"], "openid fhirUser user/*.rs");
+    assert!(tokens["id_token"].is_string());
 }
