@@ -24,8 +24,10 @@ pub struct Config {
     pub totp: TotpConfig,
     /// Password throttling.
     pub throttle: ThrottleConfig,
-    /// Where external identity providers send the browser back to (our `/auth/external`).
-    /// Needed only when a client or domain uses an external provider.
+    /// Where external identity providers send the browser back to (our `/auth/external`;
+    /// register it at the provider). Needed only when a client or domain uses an external
+    /// provider. The HTTP layer's start route, which `/auth/method` names, is this URL with
+    /// `/start` appended to its path.
     pub external_callback_url: Option<Url>,
     /// The OAuth 2.0 / OpenID Connect side: issuer, endpoints, token lifetimes.
     pub oauth: OAuthConfig,
