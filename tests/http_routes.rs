@@ -606,6 +606,10 @@ async fn the_edge_answers_bad_requests_cleanly() {
     let shape = post_json(&app, "/auth/login", json!({"email": 42}), None).await;
     assert_eq!(shape.status, StatusCode::BAD_REQUEST);
     assert!(outcome(&shape).0.starts_with("Invalid request body"));
+    // The OAuth fields shared by /auth/login, /auth/google and the external start state.
+    let shape = post_json(&app, "/auth/login", json!({"clientId": ["a"]}), None).await;
+    assert_eq!(shape.status, StatusCode::BAD_REQUEST);
+    assert!(outcome(&shape).0.starts_with("Invalid request body"));
     let text = send(
         &app,
         Request::post("/auth/login")

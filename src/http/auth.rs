@@ -1,5 +1,6 @@
 //! `/auth/*`: Medplum's sign-in steps, with its field names, response shapes and texts.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::Json;
@@ -10,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::edge::{AuthJson, Authenticated, ClientAddress};
+use super::edge::{AuthJson, Authenticated, ClientAddress, header_text};
 use super::{HttpConfig, OperationOutcome};
 use crate::engine::Engine;
 use crate::error::{LoginError, RequestError};
@@ -23,12 +24,11 @@ use crate::token::Subject;
 
 pub(super) type Answer = Result<Response, OperationOutcome>;
 
-/// `POST /auth/login` (and the fields `/auth/method` may carry).
+/// The OAuth request a login starts from, as Medplum's clients send it: in `/auth/login`,
+/// `/auth/google` and the `state` of `/auth/external/start`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
-pub(crate) struct LoginBody {
-    email: Option<String>,
-    password: Option<String>,
+pub(crate) struct OAuthFields {
     project_id: Option<String>,
     client_id: Option<String>,
     resource_type: Option<String>,
@@ -38,6 +38,44 @@ pub(crate) struct LoginBody {
     code_challenge: Option<String>,
     code_challenge_method: Option<String>,
     redirect_uri: Option<String>,
+}
+
+impl OAuthFields {
+    /// The login request: these fields, the client's address, the request's `User-Agent`,
+    /// `origin` and the client's `state`.
+    pub(super) fn into_request(
+        self,
+        remote_address: Option<IpAddr>,
+        headers: &HeaderMap,
+        origin: Option<String>,
+        state: Option<String>,
+    ) -> LoginRequest {
+        LoginRequest {
+            client_id: self.client_id,
+            project_id: self.project_id,
+            redirect_uri: self.redirect_uri,
+            scope: self.scope,
+            nonce: self.nonce,
+            code_challenge: self.code_challenge,
+            code_challenge_method: self.code_challenge_method,
+            resource_type: self.resource_type,
+            launch: self.launch,
+            remote_address,
+            user_agent: header_text(headers, header::USER_AGENT),
+            origin,
+            state,
+        }
+    }
+}
+
+/// `POST /auth/login` (and the fields `/auth/method` may carry).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub(crate) struct LoginBody {
+    email: Option<String>,
+    password: Option<String>,
+    #[serde(flatten)]
+    oauth: OAuthFields,
     /// The client's OAuth `state` (an extension: echoed when the server itself redirects
     /// to `redirectUri`, after an external identity provider).
     state: Option<String>,
@@ -97,28 +135,12 @@ pub(crate) async fn login(
     headers: HeaderMap,
     AuthJson(body): AuthJson<LoginBody>,
 ) -> Answer {
-    let header = |name: header::HeaderName| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
+    let origin = header_text(&headers, header::ORIGIN);
     let login = engine
-        .start(LoginRequest {
-            client_id: body.client_id,
-            project_id: body.project_id,
-            redirect_uri: body.redirect_uri,
-            scope: body.scope,
-            nonce: body.nonce,
-            code_challenge: body.code_challenge,
-            code_challenge_method: body.code_challenge_method,
-            resource_type: body.resource_type,
-            launch: body.launch,
-            remote_address: address,
-            user_agent: header(header::USER_AGENT),
-            origin: header(header::ORIGIN),
-            state: body.state,
-        })
+        .start(
+            body.oauth
+                .into_request(address, &headers, origin, body.state),
+        )
         .await?;
     let login = match login
         .method(body.email.as_deref().unwrap_or_default())

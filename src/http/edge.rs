@@ -21,6 +21,14 @@ use super::{AppState, HttpConfig, OperationOutcome};
 use crate::engine::Engine;
 use crate::token::Principal;
 
+/// The text of header `name`, if present and visible ASCII.
+pub(super) fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
 /// A JSON body for `/auth/*`: `application/json` required; any rejection (wrong type,
 /// malformed, too large, wrong shape) is an OperationOutcome with a clear text.
 pub(crate) struct AuthJson<T>(pub T);

@@ -11,13 +11,13 @@ use serde::Deserialize;
 use url::Url;
 
 use super::HttpConfig;
-use super::auth::{Answer, after_credentials, required, sso_cookie};
-use super::edge::{AuthJson, ClientAddress};
+use super::auth::{Answer, OAuthFields, after_credentials, required, sso_cookie};
+use super::edge::{AuthJson, ClientAddress, header_text};
 use super::error::OperationOutcome;
 use crate::engine::Engine;
 use crate::error::{LoginError, ServerError};
 use crate::idp::ExternalCallback;
-use crate::login::{LoginRequest, ProfileChoice};
+use crate::login::ProfileChoice;
 use crate::oauth::{ACCESS_TOKEN_TYPE, Form, TOKEN_EXCHANGE, TokenRequest};
 
 /// Longest `state` accepted at `/auth/external/start` (Medplum's JSON login request).
@@ -39,13 +39,6 @@ pub(super) fn start_url(engine: &Engine, domain: &str) -> Result<Url, OperationO
     url.set_query(None);
     url.query_pairs_mut().append_pair("domain", domain);
     Ok(url)
-}
-
-fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
 }
 
 /// A 302 to `url`.
@@ -71,15 +64,8 @@ pub(crate) struct StartQuery {
 #[serde(rename_all = "camelCase", default)]
 struct StartRequest {
     domain: Option<String>,
-    project_id: Option<String>,
-    client_id: Option<String>,
-    resource_type: Option<String>,
-    scope: Option<String>,
-    nonce: Option<String>,
-    launch: Option<String>,
-    code_challenge: Option<String>,
-    code_challenge_method: Option<String>,
-    redirect_uri: Option<String>,
+    #[serde(flatten)]
+    oauth: OAuthFields,
 }
 
 /// `GET /auth/external/start?domain=…&state=<login request JSON>`: creates the login (with
@@ -104,22 +90,9 @@ pub(crate) async fn start(
             .map_err(|_| OperationOutcome::bad_request("Invalid state", Some("state")))?,
     };
     let domain = request.domain.or(query.domain);
+    // A top-level navigation (the browser follows `authorizeUrl`): no `Origin` to check.
     let login = engine
-        .start(LoginRequest {
-            client_id: request.client_id,
-            project_id: request.project_id,
-            redirect_uri: request.redirect_uri,
-            scope: request.scope,
-            nonce: request.nonce,
-            code_challenge: request.code_challenge,
-            code_challenge_method: request.code_challenge_method,
-            resource_type: request.resource_type,
-            launch: request.launch,
-            remote_address: address,
-            user_agent: header_text(&headers, header::USER_AGENT),
-            origin: None,
-            state: None,
-        })
+        .start(request.oauth.into_request(address, &headers, None, None))
         .await?;
     let redirect_to = login.federate(domain.as_deref()).await?;
     Ok(redirect(&redirect_to.authorize_url))
@@ -206,15 +179,8 @@ pub(crate) async fn callback(
 pub(crate) struct GoogleBody {
     google_client_id: Option<String>,
     google_credential: Option<String>,
-    project_id: Option<String>,
-    client_id: Option<String>,
-    resource_type: Option<String>,
-    scope: Option<String>,
-    nonce: Option<String>,
-    launch: Option<String>,
-    code_challenge: Option<String>,
-    code_challenge_method: Option<String>,
-    redirect_uri: Option<String>,
+    #[serde(flatten)]
+    oauth: OAuthFields,
 }
 
 /// `POST /auth/google {googleClientId, googleCredential, …}`: a Google ID token instead of a
@@ -236,22 +202,9 @@ pub(crate) async fn google(
         "Missing googleCredential",
         "googleCredential",
     )?;
+    let origin = header_text(&headers, header::ORIGIN);
     let login = engine
-        .start(LoginRequest {
-            client_id: body.client_id.clone(),
-            project_id: body.project_id.clone(),
-            redirect_uri: body.redirect_uri.clone(),
-            scope: body.scope.clone(),
-            nonce: body.nonce.clone(),
-            code_challenge: body.code_challenge.clone(),
-            code_challenge_method: body.code_challenge_method.clone(),
-            resource_type: body.resource_type.clone(),
-            launch: body.launch.clone(),
-            remote_address: address,
-            user_agent: header_text(&headers, header::USER_AGENT),
-            origin: header_text(&headers, header::ORIGIN),
-            state: None,
-        })
+        .start(body.oauth.into_request(address, &headers, origin, None))
         .await?;
     let passed = login.google(google_client_id, credential).await?;
     after_credentials(passed, &config).await

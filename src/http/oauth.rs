@@ -7,16 +7,9 @@ use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
 use super::OperationOutcome;
-use super::edge::{Authenticated, ClientAddress, FormBody, bearer};
+use super::edge::{Authenticated, ClientAddress, FormBody, bearer, header_text};
 use crate::engine::Engine;
 use crate::oauth::{AuthorizeOutcome, AuthorizeRequest, Form, OAuthError, TokenRequest};
-
-fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-}
 
 /// The value of cookie `name`, if the request carries it.
 fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
