@@ -30,6 +30,14 @@ for alg in ("ES256", "EdDSA", "RS256"):
 ours, raw_decode = rows.get("verify/access_token_cached_ES256"), rows.get("verify/raw_decode_ES256")
 if ours and raw_decode:
     print(f"ratio verify/access_token_cached_ES256 / verify/raw_decode_ES256 = {ours/raw_decode:.3f}")
+for alg in ("ES256", "RS256"):
+    ours, raw_decode = rows.get(f"federation/callback_{alg}"), rows.get(f"federation/raw_decode_{alg}")
+    if ours and raw_decode:
+        print(f"ratio federation/callback_{alg} / federation/raw_decode_{alg} = {ours/raw_decode:.3f}")
+inter = "target/criterion/interleaved-federation.json"
+if os.path.exists(inter):
+    for alg, d in json.load(open(inter)).items():
+        print(f"interleaved federation {alg}, {d['rounds']} rounds: callback {fmt(d['callback_ns'])}, raw decode of the same token {fmt(d['raw_ns'])}, ratio {d['ratio']:.3f}")
 if reused and full:
     print(f"ratio full_flow_default_argon2 / raw_argon2id_reused_memory = {full/reused:.3f}")
 PY
