@@ -20,7 +20,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use common::fake_idp::*;
 use common::*;
-use fhirgate::idp::{ExternalCallback, ExternalError};
+use fhirgate::idp::{ExternalCallback, ExternalError, GoogleSignIn};
 use fhirgate::login::{ExternalRedirect, Login, LoginRequest, Method, Profile, ProfileChoice};
 use fhirgate::model::{
     ClientApplication, ClientId, DomainConfiguration, IdentityProvider, ProjectId, TotpState,
@@ -68,6 +68,29 @@ impl Fed {
             .await
             .unwrap();
         Fed { f, idp }
+    }
+
+    /// The fake standing in for Google (client id `google-client-1`); `example.org` has no
+    /// identity provider of its own here, so Google's word is taken for its accounts.
+    async fn google() -> Fed {
+        let fed = Self::with(
+            FakeIdpOptions {
+                client_id: "google-client-1".into(),
+                ..FakeIdpOptions::default()
+            },
+            ReqwestOptions::default(),
+            |_| {},
+        )
+        .await;
+        fed.f
+            .store
+            .put_domain(&DomainConfiguration {
+                domain: "example.org".to_owned(),
+                identity_provider: None,
+            })
+            .await
+            .unwrap();
+        fed
     }
 
     /// Domain stage for `email` with the `app` client's usual request.
@@ -205,6 +228,18 @@ fn callback_of(url: &Url) -> ExternalCallback {
         code: q.get("code").cloned(),
         error: q.get("error").cloned(),
         iss: q.get("iss").cloned(),
+    }
+}
+
+fn google_profile(outcome: GoogleSignIn) -> Login<Profile> {
+    match outcome {
+        GoogleSignIn::Authenticated(passed) => expect_profile(passed),
+        GoogleSignIn::External(redirect) => {
+            panic!(
+                "expected Google's word to be taken, got {}",
+                redirect.authorize_url
+            )
+        }
     }
 }
 
@@ -947,18 +982,10 @@ async fn without_a_registered_redirect_uri_the_callback_goes_to_the_sign_in_page
 
 #[tokio::test]
 async fn google_sign_in_with_a_verified_email() {
-    let fed = Fed::with(
-        FakeIdpOptions {
-            client_id: "google-client-1".into(),
-            ..FakeIdpOptions::default()
-        },
-        ReqwestOptions::default(),
-        |_| {},
-    )
-    .await;
+    let fed = Fed::google().await;
     let credential = fed.id_token(alice()).await;
     let login = fed.f.engine.start(fed.f.request()).await.unwrap();
-    let login = expect_profile(login.google("google-client-1", &credential).await.unwrap());
+    let login = google_profile(login.google("google-client-1", &credential).await.unwrap());
     assert_eq!(user_of(&login), "alice");
     assert_eq!(
         login.record().auth_method,
@@ -989,15 +1016,7 @@ async fn google_sign_in_with_a_verified_email() {
 
 #[tokio::test]
 async fn google_refusals() {
-    let fed = Fed::with(
-        FakeIdpOptions {
-            client_id: "google-client-1".into(),
-            ..FakeIdpOptions::default()
-        },
-        ReqwestOptions::default(),
-        |_| {},
-    )
-    .await;
+    let fed = Fed::google().await;
     let app = fed.app();
     let attempt = |credential: String, client: &'static str| {
         let app = app.clone();
@@ -1067,7 +1086,9 @@ async fn google_refusals() {
 }
 
 #[tokio::test]
-async fn a_project_requiring_google_refuses_passwords_but_not_google() {
+async fn google_does_not_bypass_the_domains_own_provider() {
+    // example.org signs in at its provider (the fake also plays Google here): a Google
+    // account for alice@example.org is sent there instead of being taken at its word.
     let fed = Fed::with(
         FakeIdpOptions {
             client_id: "google-client-1".into(),
@@ -1077,6 +1098,100 @@ async fn a_project_requiring_google_refuses_passwords_but_not_google() {
         |_| {},
     )
     .await;
+    let credential = fed.id_token(alice()).await;
+    let login = fed.f.engine.start(fed.f.request()).await.unwrap();
+    let redirect = match login.google("google-client-1", &credential).await.unwrap() {
+        GoogleSignIn::External(redirect) => redirect,
+        GoogleSignIn::Authenticated(passed) => panic!("Google bypassed the domain: {passed:?}"),
+    };
+    assert_eq!(redirect.domain.as_deref(), Some("example.org"));
+    assert!(
+        redirect
+            .authorize_url
+            .as_str()
+            .starts_with(&fed.idp.authorize_url()),
+        "{}",
+        redirect.authorize_url
+    );
+    assert_eq!(
+        query(&redirect.authorize_url)["login_hint"],
+        "alice@example.org"
+    );
+    // Nothing was signed in by Google: the login waits for the provider's callback, and
+    // finishes there as any federated login does.
+    let callback = fed.at_provider(&redirect.authorize_url).await;
+    let login = fed.f.engine.external_callback(&callback).await.unwrap();
+    assert_eq!(user_of(&login), "alice");
+    assert_eq!(
+        login.record().auth_method,
+        fhirgate::model::AuthMethod::External
+    );
+
+    // Through the route: Medplum's answer, {domain, authorizeUrl}, and no login handle.
+    let credential = fed.id_token(alice()).await;
+    let (status, _, body) = send(
+        &fed.app(),
+        post_json(
+            "/auth/google",
+            &json!({
+                "googleClientId": "google-client-1",
+                "googleCredential": credential,
+                "clientId": "app",
+                "redirectUri": REDIRECT,
+                "codeChallenge": CHALLENGE,
+                "codeChallengeMethod": "S256",
+            }),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["domain"], "example.org");
+    let url = Url::parse(body["authorizeUrl"].as_str().unwrap()).unwrap();
+    assert!(url.as_str().starts_with(&fed.idp.authorize_url()), "{url}");
+    assert!(
+        body.get("login").is_none() && body.get("code").is_none(),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn google_through_a_client_with_its_own_provider_goes_to_that_provider() {
+    let fed = Fed::google().await;
+    fed.federated_client("sso-app", |_| {}).await;
+    let mut request = fed.f.request();
+    request.client_id = Some("sso-app".into());
+    request.scope = Some("openid user/*.rs".into());
+    let credential = fed.id_token(alice()).await;
+    let login = fed.f.engine.start(request).await.unwrap();
+    match login.google("google-client-1", &credential).await.unwrap() {
+        GoogleSignIn::External(redirect) => {
+            assert_eq!(redirect.domain, None);
+            assert!(
+                redirect
+                    .authorize_url
+                    .as_str()
+                    .starts_with(&fed.idp.authorize_url())
+            );
+        }
+        GoogleSignIn::Authenticated(passed) => panic!("Google bypassed the client: {passed:?}"),
+    }
+    // A refused Google token is refused before any redirect.
+    let mut next = alice();
+    next.email_verified = Some(false);
+    let credential = fed.id_token(next).await;
+    let mut request = fed.f.request();
+    request.client_id = Some("sso-app".into());
+    request.scope = Some("openid user/*.rs".into());
+    let login = fed.f.engine.start(request).await.unwrap();
+    assert!(matches!(
+        login.google("google-client-1", &credential).await,
+        Err(LoginError::External(ExternalError::EmailNotVerified))
+    ));
+}
+
+#[tokio::test]
+async fn a_project_requiring_google_refuses_passwords_but_not_google() {
+    let fed = Fed::google().await;
     // frank@example.org has a password and a membership in p1; p1 now requires Google.
     let mut project = fed
         .f
@@ -1123,7 +1238,7 @@ async fn a_project_requiring_google_refuses_passwords_but_not_google() {
         .id_token(NextLogin::user("g-gina", "gina@clinic.example"))
         .await;
     let login = fed.f.engine.start(fed.f.request()).await.unwrap();
-    let login = expect_profile(login.google("google-client-1", &credential).await.unwrap());
+    let login = google_profile(login.google("google-client-1", &credential).await.unwrap());
     login
         .choose(&fhirgate::model::MembershipId::new("m-gina"))
         .await
@@ -1352,15 +1467,7 @@ async fn a_confidential_client_must_authenticate_to_exchange() {
 #[tokio::test]
 async fn alg_none_and_hmac_signed_identity_tokens_are_refused() {
     use base64::Engine as _;
-    let fed = Fed::with(
-        FakeIdpOptions {
-            client_id: "google-client-1".into(),
-            ..FakeIdpOptions::default()
-        },
-        ReqwestOptions::default(),
-        |_| {},
-    )
-    .await;
+    let fed = Fed::google().await;
     let claims = json!({
         "iss": fed.idp.issuer(),
         "aud": "google-client-1",
@@ -1400,5 +1507,5 @@ async fn alg_none_and_hmac_signed_identity_tokens_are_refused() {
     // about the algorithm, not the claims).
     let good = fed.id_token(alice()).await;
     let login = fed.f.engine.start(fed.f.request()).await.unwrap();
-    assert!(login.google("google-client-1", &good).await.is_ok());
+    google_profile(login.google("google-client-1", &good).await.unwrap());
 }

@@ -16,8 +16,8 @@ use super::{HttpConfig, OperationOutcome};
 use crate::engine::Engine;
 use crate::error::{LoginError, RequestError};
 use crate::login::{
-    Authenticated as Passed, AuthorizationCode, Authorized, Enrolment, Login, LoginRequest, Method,
-    Profile, ProfileChoice, Scope, SecondFactor,
+    Authenticated as Passed, AuthorizationCode, Authorized, Enrolment, ExternalRedirect, Login,
+    LoginRequest, Method, Profile, ProfileChoice, Scope, SecondFactor,
 };
 use crate::model::{LoginId, StageTag};
 use crate::token::Subject;
@@ -147,19 +147,21 @@ pub(crate) async fn login(
         .await?
     {
         Method::Password(login) => login,
-        Method::External(redirect) => {
-            // The account signs in elsewhere: send the browser to the provider (the URL
-            // carries this login's single-use `state`) instead of checking a password.
-            return Ok(json_response(json!({
-                "domain": redirect.domain,
-                "authorizeUrl": redirect.authorize_url.as_str(),
-            })));
-        }
+        Method::External(redirect) => return Ok(to_provider(&redirect)),
     };
     let passed = login
         .password(body.password.as_deref().unwrap_or_default())
         .await?;
     after_credentials(passed, &config).await
+}
+
+/// `{domain, authorizeUrl}`: the account signs in elsewhere, so the browser goes to the
+/// provider (the URL carries the login's single-use `state`) instead of giving a password.
+pub(super) fn to_provider(redirect: &ExternalRedirect) -> Response {
+    json_response(json!({
+        "domain": redirect.domain,
+        "authorizeUrl": redirect.authorize_url.as_str(),
+    }))
 }
 
 pub(super) async fn after_credentials(passed: Passed, config: &HttpConfig) -> Answer {

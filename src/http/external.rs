@@ -11,12 +11,12 @@ use serde::Deserialize;
 use url::Url;
 
 use super::HttpConfig;
-use super::auth::{Answer, OAuthFields, after_credentials, required, sso_cookie};
+use super::auth::{Answer, OAuthFields, after_credentials, required, sso_cookie, to_provider};
 use super::edge::{AuthJson, ClientAddress, header_text};
 use super::error::OperationOutcome;
 use crate::engine::Engine;
 use crate::error::{LoginError, ServerError};
-use crate::idp::ExternalCallback;
+use crate::idp::{ExternalCallback, GoogleSignIn};
 use crate::login::ProfileChoice;
 use crate::oauth::{ACCESS_TOKEN_TYPE, Form, TOKEN_EXCHANGE, TokenRequest};
 
@@ -206,8 +206,10 @@ pub(crate) async fn google(
     let login = engine
         .start(body.oauth.into_request(address, &headers, origin, None))
         .await?;
-    let passed = login.google(google_client_id, credential).await?;
-    after_credentials(passed, &config).await
+    match login.google(google_client_id, credential).await? {
+        GoogleSignIn::Authenticated(passed) => after_credentials(passed, &config).await,
+        GoogleSignIn::External(redirect) => Ok(to_provider(&redirect)),
+    }
 }
 
 /// `POST /auth/exchange`.

@@ -7,7 +7,7 @@ use url::Url;
 
 use super::{Expected, ExternalError, identity_of};
 use crate::error::LoginError;
-use crate::login::{Authenticated, Domain, Login, Profile, create, new_handle};
+use crate::login::{Authenticated, Domain, ExternalRedirect, Login, Profile, create, new_handle};
 use crate::model::{Amr, AuthMethod, LoginId, LoginRecord, User, UserId};
 
 /// Google sign-in settings.
@@ -39,16 +39,31 @@ impl Default for GoogleConfig {
     }
 }
 
+/// What a Google sign-in leads to.
+// Returned once per sign-in and matched at once: boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum GoogleSignIn {
+    /// Google's word is accepted: the login continues as after a password (without a second
+    /// factor: Google authenticated the person).
+    Authenticated(Authenticated),
+    /// The person's organisation signs in at its own identity provider (configured for the
+    /// client or for the email's domain): send the browser there instead. A Google account
+    /// for the same address does not bypass the organisation's provider — its MFA, its
+    /// offboarding. Medplum answers `{domain, authorizeUrl}` here too.
+    External(ExternalRedirect),
+}
+
 impl Login<Domain> {
     /// Signs in with a Google ID token (`googleCredential`) minted for `google_client_id`.
-    /// No password, no second factor: Google authenticated the person.
+    /// The token is verified first; an email whose client or domain has its own identity
+    /// provider is then sent there ([`GoogleSignIn::External`]).
     pub async fn google(
         self,
         google_client_id: &str,
         credential: &str,
-    ) -> Result<Authenticated, LoginError> {
-        let params = self.params().clone();
-        let Login { engine, .. } = self;
+    ) -> Result<GoogleSignIn, LoginError> {
+        let engine = self.engine.clone();
         let google = engine.config().google.clone();
         if !google.client_ids.iter().any(|id| id == google_client_id) {
             return Err(ExternalError::UnknownGoogleClient.into());
@@ -73,6 +88,11 @@ impl Login<Domain> {
         if !identity.email_verified {
             return Err(ExternalError::EmailNotVerified.into());
         }
+        if let Some((provider, source)) = self.provider_for_email(&email).await? {
+            let redirect = self.into_external(provider, source, Some(&email)).await?;
+            return Ok(GoogleSignIn::External(redirect));
+        }
+        let params = self.params().clone();
         let directory = engine.directory();
         let mut user = match &params.project {
             Some(project) => directory.user_by_email(&email, Some(project)).await?,
@@ -109,6 +129,6 @@ impl Login<Domain> {
         record.auth_time = Some(now);
         record.amr = vec![Amr::Fed];
         let login = create::<Profile>(engine, record, handle).await?;
-        Ok(Authenticated::Profile(login))
+        Ok(GoogleSignIn::Authenticated(Authenticated::Profile(login)))
     }
 }

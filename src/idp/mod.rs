@@ -32,7 +32,7 @@ use std::fmt;
 use serde_json::Value;
 
 pub use error::ExternalError;
-pub use google::GoogleConfig;
+pub use google::{GoogleConfig, GoogleSignIn};
 pub(crate) use jwks::JwksCache;
 pub use jwks::REFETCH_INTERVAL;
 pub(crate) use tokens::{Expected, identity_of};

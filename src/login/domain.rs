@@ -336,12 +336,10 @@ impl Login<Domain> {
     /// the provider configured for the email's domain (case-insensitive), else a password.
     pub async fn method(self, email: &str) -> Result<Method, LoginError> {
         let email = parse_email(email).ok_or(RequestError::InvalidEmail)?;
-        let domain = email.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
-        match self.provider_for(Some(domain)).await? {
-            Some((provider, source)) => {
-                let Login { engine, stage } = self;
-                external(engine, stage.params, provider, source, Some(&email)).await
-            }
+        match self.provider_for_email(&email).await? {
+            Some((provider, source)) => Ok(Method::External(
+                self.into_external(provider, source, Some(&email)).await?,
+            )),
             None => {
                 let Login { engine, stage } = self;
                 Ok(Method::Password(Login {
@@ -364,14 +362,28 @@ impl Login<Domain> {
             .provider_for(domain.as_deref())
             .await?
             .ok_or(crate::idp::ExternalError::NoProvider)?;
+        self.into_external(provider, source, None).await
+    }
+
+    /// The provider that governs sign-ins for `email`'s domain in this login: the client's,
+    /// else the email domain's; `None` when a password (or Google) may be used.
+    pub(crate) async fn provider_for_email(
+        &self,
+        email: &str,
+    ) -> Result<Option<(IdentityProvider, ProviderSource)>, LoginError> {
+        let domain = email.rsplit_once('@').map(|(_, d)| d.to_lowercase());
+        self.provider_for(domain.as_deref()).await
+    }
+
+    /// Stores the login, waiting for `provider`'s callback, and builds the browser's way there.
+    pub(crate) async fn into_external(
+        self,
+        provider: IdentityProvider,
+        source: ProviderSource,
+        email: Option<&str>,
+    ) -> Result<ExternalRedirect, LoginError> {
         let Login { engine, stage } = self;
-        match external(engine, stage.params, provider, source, None).await? {
-            Method::External(redirect) => Ok(redirect),
-            Method::Password(_) => Err(ServerError::Config(
-                "an external redirect turned into a password login".to_owned(),
-            )
-            .into()),
-        }
+        external(engine, stage.params, provider, source, email).await
     }
 
     async fn provider_for(
@@ -404,7 +416,7 @@ async fn external(
     provider: IdentityProvider,
     source: ProviderSource,
     email: Option<&str>,
-) -> Result<Method, LoginError> {
+) -> Result<ExternalRedirect, LoginError> {
     let callback = engine
         .config()
         .external_callback_url
@@ -465,9 +477,9 @@ async fn external(
         ProviderSource::Domain(domain) => Some(domain),
         ProviderSource::Client(_) => None,
     };
-    Ok(Method::External(ExternalRedirect {
+    Ok(ExternalRedirect {
         login,
         authorize_url,
         domain,
-    }))
+    })
 }
