@@ -132,6 +132,59 @@ pub fn ct_eq_bytes(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && bool::from(a.ct_eq(b))
 }
 
+/// Names of the parameters and JSON members that carry credentials in OAuth traffic: their
+/// values never appear in `Debug` output.
+pub(crate) const SECRET_NAMES: &[&str] = &[
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "code",
+    "client_secret",
+    "login",
+    "token",
+];
+
+/// `url` for `Debug`: the values of [`SECRET_NAMES`] query parameters redacted.
+pub(crate) fn redacted_url(url: &url::Url) -> String {
+    if url.query().is_none() {
+        return url.to_string();
+    }
+    let mut shown = url.clone();
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if SECRET_NAMES.contains(&k.as_ref()) {
+                "<redacted>".to_owned()
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), v)
+        })
+        .collect();
+    shown.query_pairs_mut().clear().extend_pairs(pairs);
+    shown.to_string()
+}
+
+/// A JSON body for `Debug`: the values of top-level [`SECRET_NAMES`] members redacted.
+pub(crate) fn redacted_json(body: &serde_json::Value) -> serde_json::Value {
+    match body {
+        serde_json::Value::Object(members) => serde_json::Value::Object(
+            members
+                .iter()
+                .map(|(k, v)| {
+                    let v = if SECRET_NAMES.contains(&k.as_str()) {
+                        serde_json::Value::String("<redacted>".to_owned())
+                    } else {
+                        v.clone()
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -539,6 +539,31 @@ async fn a_provider_without_id_tokens_is_asked_its_userinfo() {
 // State.
 
 #[tokio::test]
+async fn debug_output_of_redirects_and_callbacks_shows_no_state_nonce_or_code() {
+    let fed = Fed::new().await;
+    let redirect = fed.redirect_for("alice@example.org").await;
+    let url = query(&redirect.authorize_url);
+    let shown = format!("{redirect:?}");
+    assert!(!shown.contains(&url["state"]), "{shown}");
+    assert!(!shown.contains(&url["nonce"]), "{shown}");
+    assert!(shown.contains(&fed.idp.authorize_url()), "{shown}");
+    // Nor does the Google outcome that carries it.
+    let shown = format!("{:?}", GoogleSignIn::External(redirect));
+    assert!(!shown.contains(&url["state"]), "{shown}");
+    // Nor the provider's answer: its code and our state.
+    let callback = ExternalCallback {
+        state: Some(url["state"].clone()),
+        code: Some("provider-code-0123456789".into()),
+        error: None,
+        iss: Some(fed.idp.issuer()),
+    };
+    let shown = format!("{callback:?}");
+    assert!(!shown.contains(&url["state"]), "{shown}");
+    assert!(!shown.contains("provider-code-0123456789"), "{shown}");
+    assert!(shown.contains(&fed.idp.issuer()), "{shown}");
+}
+
+#[tokio::test]
 async fn missing_state_is_refused() {
     let fed = Fed::new().await;
     let redirect = fed.redirect_for("alice@example.org").await;

@@ -880,3 +880,61 @@ async fn a_scope_with_search_criteria_never_allows_on_its_own() {
         ScopeDecision::Denied
     );
 }
+
+#[test]
+fn token_requests_show_no_client_credentials_or_codes_in_debug() {
+    let basic = base64::engine::general_purpose::STANDARD.encode("app:s3cret-value");
+    let mut request = TokenRequest::from_form(Form::from_pairs(&[
+        ("grant_type", "authorization_code"),
+        ("code", "code-0123456789"),
+        ("client_secret", "s3cret-value"),
+    ]));
+    request.authorization = Some(format!("Basic {basic}"));
+    let shown = format!("{request:?}");
+    assert!(!shown.contains(&basic), "{shown}");
+    assert!(!shown.contains("s3cret-value"), "{shown}");
+    assert!(!shown.contains("code-0123456789"), "{shown}");
+    assert!(shown.contains("Basic <redacted>"), "{shown}");
+    assert!(
+        shown.contains("client_secret"),
+        "the names stay visible: {shown}"
+    );
+}
+
+#[tokio::test]
+async fn token_responses_and_redirects_show_no_tokens_or_codes_in_debug() {
+    let f = Fixture::new().await;
+    let (_, code) = f
+        .code_for("app", "openid offline_access user/Observation.rs")
+        .await;
+    let response = f.redeem("app", &code).await;
+    assert_eq!(response.status, 200, "{:?}", response.body);
+    let shown = format!("{response:?}");
+    for name in ["access_token", "refresh_token", "id_token"] {
+        let value = field(&response, name);
+        assert!(!value.is_empty(), "{name} missing");
+        assert!(!shown.contains(value), "{name} shown: {shown}");
+    }
+    assert!(shown.contains("Bearer"), "the rest stays visible: {shown}");
+
+    // An authorization redirect shows its state and iss, not its code.
+    let url = url::Url::parse(&format!(
+        "{REDIRECT}?code=code-0123456789&state=xyz-state&iss=https%3A%2F%2Fauth.example.org"
+    ))
+    .unwrap();
+    let shown = format!("{:?}", fhirgate::oauth::AuthorizeOutcome::Redirect(url));
+    assert!(!shown.contains("code-0123456789"), "{shown}");
+    assert!(shown.contains("xyz-state"), "{shown}");
+    // A redirect header in an endpoint response, and a cookie, likewise.
+    let mut response = fhirgate::oauth::OAuthResponse::json(303, serde_json::json!({}));
+    response.headers.push((
+        "Location",
+        format!("{REDIRECT}?code=code-0123456789&state=xyz-state"),
+    ));
+    response
+        .headers
+        .push(("Set-Cookie", "medplum-app=cookie-secret-value".to_owned()));
+    let shown = format!("{response:?}");
+    assert!(!shown.contains("code-0123456789"), "{shown}");
+    assert!(!shown.contains("cookie-secret-value"), "{shown}");
+}

@@ -26,7 +26,7 @@ pub(super) type Answer = Result<Response, OperationOutcome>;
 
 /// The OAuth request a login starts from, as Medplum's clients send it: in `/auth/login`,
 /// `/auth/google` and the `state` of `/auth/external/start`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub(crate) struct OAuthFields {
     project_id: Option<String>,
@@ -69,7 +69,7 @@ impl OAuthFields {
 }
 
 /// `POST /auth/login` (and the fields `/auth/method` may carry).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub(crate) struct LoginBody {
     email: Option<String>,
@@ -82,7 +82,7 @@ pub(crate) struct LoginBody {
 }
 
 /// Bodies that continue a login.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub(crate) struct StepBody {
     login: Option<String>,

@@ -51,7 +51,7 @@ fn redirect(url: &Url) -> Response {
 }
 
 /// The query of `/auth/external/start`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(default)]
 pub(crate) struct StartQuery {
     domain: Option<String>,
@@ -60,7 +60,7 @@ pub(crate) struct StartQuery {
 }
 
 /// Medplum's login request, as its clients serialise it into `state`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 struct StartRequest {
     domain: Option<String>,
@@ -99,7 +99,7 @@ pub(crate) async fn start(
 }
 
 /// The query of the provider's redirect back.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(default)]
 pub(crate) struct CallbackQuery {
     code: Option<String>,
@@ -174,7 +174,7 @@ pub(crate) async fn callback(
 }
 
 /// `POST /auth/google`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub(crate) struct GoogleBody {
     google_client_id: Option<String>,
@@ -213,7 +213,7 @@ pub(crate) async fn google(
 }
 
 /// `POST /auth/exchange`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub(crate) struct ExchangeBody {
     external_access_token: Option<String>,

@@ -72,8 +72,9 @@ impl fmt::Debug for ExternalIdentity {
     }
 }
 
-/// The query of the provider's redirect back to us (`/auth/external`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The query of the provider's redirect back to us (`/auth/external`). `Debug` shows
+/// whether `state` and `code` are present, not their values.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct ExternalCallback {
     /// `state`: the login's handle.
     pub state: Option<String>,
@@ -83,6 +84,18 @@ pub struct ExternalCallback {
     pub error: Option<String>,
     /// RFC 9207 issuer of the response.
     pub iss: Option<String>,
+}
+
+impl std::fmt::Debug for ExternalCallback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |v: &Option<String>| v.as_ref().map(|_| "<redacted>");
+        f.debug_struct("ExternalCallback")
+            .field("state", &redacted(&self.state))
+            .field("code", &redacted(&self.code))
+            .field("error", &self.error)
+            .field("iss", &self.iss)
+            .finish()
+    }
 }
 
 /// ID tokens older than this are refused at the callback (they were just issued).

@@ -81,7 +81,6 @@ pub enum Method {
 }
 
 /// A login sent to an external identity provider.
-#[derive(Debug)]
 pub struct ExternalRedirect {
     /// The stored login waiting for the provider's callback.
     pub login: Login<External>,
@@ -91,6 +90,20 @@ pub struct ExternalRedirect {
     /// The email domain whose configuration chose the provider (`None` when the client's
     /// configuration did).
     pub domain: Option<String>,
+}
+
+impl std::fmt::Debug for ExternalRedirect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL's query carries the login's handle as `state`, and the nonce: only the
+        // endpoint is shown.
+        let mut endpoint = self.authorize_url.clone();
+        endpoint.set_query(None);
+        f.debug_struct("ExternalRedirect")
+            .field("login", &self.login)
+            .field("authorize_url", &format_args!("{endpoint}?<redacted>"))
+            .field("domain", &self.domain)
+            .finish()
+    }
 }
 
 fn text(

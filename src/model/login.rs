@@ -184,7 +184,8 @@ impl fmt::Debug for ExternalPending {
             .field("provider", &self.provider)
             .field("authorize_url", &self.authorize_url)
             .field("state_hash", &self.state_hash)
-            .field("nonce", &self.nonce)
+            // The nonce binds the provider's ID token to this login: kept out of logs too.
+            .field("nonce", &"<redacted>")
             .field("pkce_verifier", &"<redacted>")
             .finish()
     }

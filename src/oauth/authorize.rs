@@ -94,8 +94,8 @@ impl AuthorizeRequest {
     }
 }
 
-/// What the authorization endpoint answers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What the authorization endpoint answers. `Debug` redacts the code in a redirect.
+#[derive(Clone, PartialEq, Eq)]
 pub enum AuthorizeOutcome {
     /// Answer the browser directly, never redirecting: the client or redirect URI is
     /// unknown or invalid (or the response mode is unsupported).
@@ -109,6 +109,26 @@ pub enum AuthorizeOutcome {
     Redirect(Url),
     /// Send the browser to the sign-in page, carrying the request.
     SignIn(Url),
+}
+
+impl std::fmt::Debug for AuthorizeOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Refuse { status, message } => f
+                .debug_struct("Refuse")
+                .field("status", status)
+                .field("message", message)
+                .finish(),
+            Self::Redirect(url) => f
+                .debug_tuple("Redirect")
+                .field(&crate::secret::redacted_url(url))
+                .finish(),
+            Self::SignIn(url) => f
+                .debug_tuple("SignIn")
+                .field(&crate::secret::redacted_url(url))
+                .finish(),
+        }
+    }
 }
 
 impl Engine {

@@ -22,7 +22,7 @@ pub use token::{ACCESS_TOKEN_TYPE, TOKEN_EXCHANGE, TokenRequest};
 /// A response from one of the endpoints: status, headers and a JSON body. Every response
 /// carries `Cache-Control: no-store` and `Pragma: no-cache` (RFC 6749 §5.1), since most of
 /// them carry credentials.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct OAuthResponse {
     /// HTTP status.
     pub status: u16,
@@ -30,6 +30,33 @@ pub struct OAuthResponse {
     pub headers: Vec<(&'static str, String)>,
     /// JSON body.
     pub body: serde_json::Value,
+}
+
+impl std::fmt::Debug for OAuthResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Tokens, codes and cookies are credentials: shown redacted.
+        let headers: Vec<(&str, String)> = self
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                let shown = if name.eq_ignore_ascii_case("location") {
+                    url::Url::parse(value)
+                        .map(|u| crate::secret::redacted_url(&u))
+                        .unwrap_or_else(|_| "<redacted>".to_owned())
+                } else if name.eq_ignore_ascii_case("set-cookie") {
+                    "<redacted>".to_owned()
+                } else {
+                    value.clone()
+                };
+                (*name, shown)
+            })
+            .collect();
+        f.debug_struct("OAuthResponse")
+            .field("status", &self.status)
+            .field("headers", &headers)
+            .field("body", &crate::secret::redacted_json(&self.body))
+            .finish()
+    }
 }
 
 impl OAuthResponse {

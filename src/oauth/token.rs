@@ -22,7 +22,7 @@ use crate::store::{CodeRedemption, RefreshRotation};
 use crate::token::{Grant, IssuedTokens};
 
 /// A request to the token endpoint.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TokenRequest {
     /// The `Authorization` header, if any.
     pub authorization: Option<String>,
@@ -32,6 +32,22 @@ pub struct TokenRequest {
     pub remote_address: Option<IpAddr>,
     /// User agent.
     pub user_agent: Option<String>,
+}
+
+impl std::fmt::Debug for TokenRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The `Authorization` header carries client credentials: only its scheme is shown.
+        let scheme = self
+            .authorization
+            .as_deref()
+            .map(|h| h.split_whitespace().next().unwrap_or_default());
+        f.debug_struct("TokenRequest")
+            .field("authorization", &scheme.map(|s| format!("{s} <redacted>")))
+            .field("form", &self.form)
+            .field("remote_address", &self.remote_address)
+            .field("user_agent", &self.user_agent)
+            .finish()
+    }
 }
 
 impl TokenRequest {

@@ -26,8 +26,8 @@ pub(crate) struct Grant<'a> {
     pub refreshing: bool,
 }
 
-/// A successful token response.
-#[derive(Debug, Clone)]
+/// A successful token response. `Debug` shows the claims, never the tokens.
+#[derive(Clone)]
 pub struct IssuedTokens {
     /// The signed access token.
     pub access_token: String,
@@ -37,6 +37,17 @@ pub struct IssuedTokens {
     pub id_token: Option<String>,
     /// The response to send.
     pub response: OAuthResponse,
+}
+
+impl std::fmt::Debug for IssuedTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedTokens")
+            .field("access_token", &"<redacted>")
+            .field("access_claims", &self.access_claims)
+            .field("id_token", &self.id_token.as_ref().map(|_| "<redacted>"))
+            .field("response", &self.response)
+            .finish()
+    }
 }
 
 fn unix(t: OffsetDateTime) -> i64 {
