@@ -123,6 +123,7 @@ impl Provider {
             token_auth_method: IdpTokenAuth::ClientSecretBasic,
             use_subject: false,
             scope: "openid email".to_owned(),
+            access_token_audiences: Vec::new(),
         }
     }
 }

@@ -474,7 +474,7 @@ fn print_seed_banner(issuer: &str, summary: &Summary, try_url: Option<&str>) {
 // Seed data
 
 /// The seed file (README.md, "Demo server", documents it).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Seed {
     #[serde(default)]
@@ -494,7 +494,7 @@ struct Seed {
     google: Option<SeedGoogle>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct SeedGoogle {
     client_ids: Vec<String>,
@@ -502,7 +502,7 @@ struct SeedGoogle {
     create_users: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct SeedProject {
     id: String,
@@ -511,7 +511,7 @@ struct SeedProject {
     features: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct SeedUser {
     id: String,
@@ -535,7 +535,7 @@ struct SeedUser {
     email_verified: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct SeedAccessPolicy {
     id: String,
@@ -549,7 +549,7 @@ struct SeedAccessPolicy {
     ip_rules: Vec<IpAccessRule>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct SeedResourcePolicy {
     #[serde(alias = "resource_type")]
@@ -564,7 +564,7 @@ struct SeedResourcePolicy {
     interactions: Vec<Interaction>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct SeedMembership {
     id: String,
@@ -582,7 +582,7 @@ struct SeedMembership {
     external_id: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct SeedClient {
     id: String,
@@ -610,14 +610,14 @@ struct SeedClient {
     identity_provider: Option<SeedIdentityProvider>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct SeedDomain {
     domain: String,
     identity_provider: SeedIdentityProvider,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct SeedIdentityProvider {
     #[serde(default)]
@@ -637,6 +637,8 @@ struct SeedIdentityProvider {
     use_subject: bool,
     #[serde(default)]
     scope: Option<String>,
+    #[serde(default)]
+    access_token_audiences: Vec<String>,
 }
 
 impl SeedIdentityProvider {
@@ -654,6 +656,7 @@ impl SeedIdentityProvider {
             scope: self
                 .scope
                 .unwrap_or_else(|| "openid profile email".to_owned()),
+            access_token_audiences: self.access_token_audiences,
         }
     }
 }

@@ -712,6 +712,29 @@ async fn wrong_audience_is_refused() {
 }
 
 #[tokio::test]
+async fn an_id_token_for_several_audiences_needs_us_as_the_authorized_party() {
+    let fed = Fed::new().await;
+    let client = fed.idp.options().client_id.clone();
+    let several = || {
+        let mut next = alice();
+        next.aud_override = Some(vec![client.clone(), "another-relying-party".into()]);
+        next
+    };
+    // No azp, or another party's: refused (OIDC Core 3.1.3.7 items 4 and 5).
+    let mut next = several();
+    next.azp_override = Some(None);
+    let why = invalid_token(fed.refused(next, "alice@example.org").await);
+    assert!(why.contains("authorized party"), "{why}");
+    let mut next = several();
+    next.azp_override = Some(Some("another-relying-party".into()));
+    let why = invalid_token(fed.refused(next, "alice@example.org").await);
+    assert!(why.contains("authorized party"), "{why}");
+    // azp = our client id: accepted.
+    let login = fed.federate(several(), "alice@example.org").await.unwrap();
+    assert_eq!(user_of(&login), "alice");
+}
+
+#[tokio::test]
 async fn an_expired_id_token_is_refused() {
     let fed = Fed::new().await;
     let mut next = alice();
@@ -1415,6 +1438,73 @@ async fn token_exchange_checks_audience_expiry_and_token_type() {
     )
     .await;
     assert_eq!(response.body["error"], "unauthorized_client");
+}
+
+#[tokio::test]
+async fn token_exchange_accepts_configured_api_audiences_and_only_those() {
+    // Okta/Entra style: the provider's access tokens name an API identifier, not our client.
+    let fed = Fed::with(FakeIdpOptions::default(), ReqwestOptions::default(), |p| {
+        p.access_token_audiences = vec!["api://fhirgate".into()];
+    })
+    .await;
+    fed.federated_client("plain-app", |_| {}).await;
+    fed.federated_client("api-app", |p| {
+        p.access_token_audiences = vec!["api://fhirgate".into()];
+    })
+    .await;
+    let subject = fed
+        .idp
+        .access_token("idp-alice", "alice@example.org", "api://fhirgate", false);
+    let attempt = |client: &'static str, subject: String| {
+        let fed = &fed;
+        async move {
+            exchange(
+                fed,
+                &[
+                    ("grant_type", TOKEN_EXCHANGE),
+                    ("client_id", client),
+                    ("subject_token", &subject),
+                    ("subject_token_type", ACCESS_TOKEN_TYPE),
+                    ("scope", "openid user/*.rs"),
+                ],
+            )
+            .await
+        }
+    };
+    // Not configured: refused for its audience.
+    let refused = attempt("plain-app", subject.clone()).await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(
+        refused.body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("aud"),
+        "{}",
+        refused.body
+    );
+    // Configured: accepted, for the account it maps to.
+    let accepted = attempt("api-app", subject).await;
+    assert_eq!(accepted.status, 200, "{}", accepted.body);
+    let principal = fed
+        .f
+        .engine
+        .verify_access_token(field(&accepted, "access_token"))
+        .await
+        .unwrap();
+    assert_eq!(principal.profile.as_str(), "Practitioner/alice");
+    // Still not any audience.
+    let other = fed.idp.access_token(
+        "idp-alice",
+        "alice@example.org",
+        "api://someone-else",
+        false,
+    );
+    assert_eq!(attempt("api-app", other).await.status, 400);
+    // And ID tokens must still name our client id, whatever the access-token setting says.
+    let mut next = alice();
+    next.aud_override = Some(vec!["api://fhirgate".into()]);
+    let why = invalid_token(fed.refused(next, "alice@example.org").await);
+    assert!(why.contains("aud"), "{why}");
 }
 
 #[tokio::test]

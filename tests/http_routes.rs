@@ -362,6 +362,7 @@ async fn auth_method_and_client_info() {
                 token_auth_method: Default::default(),
                 use_subject: false,
                 scope: "openid email".into(),
+                access_token_audiences: Vec::new(),
             }),
         })
         .await

@@ -387,6 +387,7 @@ fn idp() -> fhirgate::model::IdentityProvider {
         token_auth_method: fhirgate::model::IdpTokenAuth::ClientSecretBasic,
         use_subject: false,
         scope: "openid profile email".into(),
+        access_token_audiences: Vec::new(),
     }
 }
 

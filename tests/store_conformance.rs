@@ -471,6 +471,7 @@ async fn directory_records_round_trip(s: &Stores) {
         token_auth_method: IdpTokenAuth::ClientSecretPost,
         use_subject: true,
         scope: "openid email".to_owned(),
+        access_token_audiences: Vec::new(),
     });
     client.auth_method = ClientAuthMethod::ClientSecretBasic;
     client.secret = Some(ClientSecretHash::of("s3cret"));
@@ -575,6 +576,7 @@ async fn domains_are_keyed_by_lower_case(s: &Stores) {
             token_auth_method: IdpTokenAuth::ClientSecretBasic,
             use_subject: false,
             scope: "openid profile email".to_owned(),
+            access_token_audiences: Vec::new(),
         }),
     };
     s.b.put_domain(&replaced).await.unwrap();

@@ -77,7 +77,8 @@ impl Login<Domain> {
                 &jwks_uri,
                 &Expected {
                     issuers: &issuers,
-                    audience: google_client_id,
+                    audiences: &[google_client_id],
+                    authorized_party: Some(google_client_id),
                     nonce: None,
                     max_age: None,
                 },

@@ -251,7 +251,8 @@ impl Engine {
                     jwks_uri,
                     &Expected {
                         issuers: &[issuer],
-                        audience: &provider.client_id,
+                        audiences: &[provider.client_id.as_str()],
+                        authorized_party: Some(&provider.client_id),
                         nonce,
                         max_age: Some(ID_TOKEN_MAX_AGE),
                     },

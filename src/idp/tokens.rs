@@ -18,9 +18,11 @@ use crate::transport::{HttpMethod, HttpRequest};
 pub(crate) struct Expected<'a> {
     /// Accepted issuers (exact string comparison).
     pub issuers: &'a [&'a str],
-    /// Our client id at the provider: must be among the audiences (and the `azp` when there
-    /// are several).
-    pub audience: &'a str,
+    /// The audiences that name us: at least one must be among the token's.
+    pub audiences: &'a [&'a str],
+    /// For ID tokens (OIDC Core 3.1.3.7): our client id, which must be the `azp` when the
+    /// token has several audiences. `None` for access tokens (RFC 9068 asks only `aud`).
+    pub authorized_party: Option<&'a str>,
     /// The nonce sent with the authorization request, for ID tokens from a code flow.
     pub nonce: Option<&'a str>,
     /// How old `iat` may be (ID tokens fresh from a code exchange); `None` to skip.
@@ -107,11 +109,12 @@ impl Engine {
             Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).collect(),
             _ => Vec::new(),
         };
-        if !audiences.contains(&expected.audience) {
+        if !audiences.iter().any(|a| expected.audiences.contains(a)) {
             return Err(invalid("wrong audience"));
         }
-        if audiences.len() > 1
-            && claims.get("azp").and_then(Value::as_str) != Some(expected.audience)
+        if let Some(party) = expected.authorized_party
+            && audiences.len() > 1
+            && claims.get("azp").and_then(Value::as_str) != Some(party)
         {
             return Err(invalid(
                 "several audiences without us as the authorized party",

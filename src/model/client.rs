@@ -287,6 +287,12 @@ pub struct IdentityProvider {
     /// Scopes requested from the provider.
     #[serde(default = "default_idp_scope")]
     pub scope: String,
+    /// For token exchange: further `aud` values that name this server in the provider's
+    /// access tokens (an Okta authorization server's audience such as `api://fhirgate`, an
+    /// Entra application ID URI). Our `client_id` at the provider is always accepted; ID
+    /// tokens must name `client_id` whatever this says.
+    #[serde(default)]
+    pub access_token_audiences: Vec<String>,
 }
 
 fn default_idp_scope() -> String {
@@ -306,6 +312,7 @@ impl fmt::Debug for IdentityProvider {
             )
             .field("token_auth_method", &self.token_auth_method)
             .field("use_subject", &self.use_subject)
+            .field("access_token_audiences", &self.access_token_audiences)
             .finish_non_exhaustive()
     }
 }
@@ -426,6 +433,7 @@ mod tests {
             token_auth_method: IdpTokenAuth::ClientSecretBasic,
             use_subject: false,
             scope: default_idp_scope(),
+            access_token_audiences: Vec::new(),
         };
         assert!(!format!("{idp:?}").contains("hunter2"));
     }

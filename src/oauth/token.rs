@@ -423,7 +423,8 @@ impl Engine {
 
     /// RFC 8693 token exchange (also Medplum's `/auth/exchange`): an access token from the
     /// client's identity provider — checked at the provider: as a JWT against its JWKS with
-    /// our client id as audience, or through its UserInfo — for tokens of ours, for the
+    /// our client id (or one of the provider's `access_token_audiences`) as audience, or
+    /// through its UserInfo — for tokens of ours, for the
     /// account the identity maps to (as in federation) in the client's project.
     pub async fn exchange_external_token(
         &self,
@@ -442,13 +443,17 @@ impl Engine {
         let external = |e: crate::error::LoginError| login_refusal(&e);
         let identity = match (&provider.issuer, &provider.jwks_uri) {
             (Some(issuer), Some(jwks_uri)) if subject_token.split('.').count() == 3 => {
+                let audiences: Vec<&str> = std::iter::once(provider.client_id.as_str())
+                    .chain(provider.access_token_audiences.iter().map(String::as_str))
+                    .collect();
                 let claims = self
                     .verify_provider_jwt(
                         subject_token,
                         jwks_uri,
                         &crate::idp::Expected {
                             issuers: &[issuer.as_str()],
-                            audience: &provider.client_id,
+                            audiences: &audiences,
+                            authorized_party: None,
                             nonce: None,
                             max_age: None,
                         },

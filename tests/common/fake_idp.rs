@@ -128,6 +128,8 @@ pub struct NextLogin {
     /// `aud` instead of the client id (always written as an array; with more than one
     /// audience the token also carries `azp` = the client id).
     pub aud_override: Option<Vec<String>>,
+    /// `azp` instead of the default above; `Some(None)` omits it.
+    pub azp_override: Option<Option<String>>,
     /// `nonce` instead of the one from the authorization request; `Some(None)` omits it.
     pub nonce_override: Option<Option<String>>,
     /// `exp` ten minutes in the past (and `iat` an hour ago).
@@ -153,6 +155,7 @@ impl NextLogin {
             name: None,
             iss_override: None,
             aud_override: None,
+            azp_override: None,
             nonce_override: None,
             expired: false,
             iat_offset_seconds: 0,
@@ -411,6 +414,15 @@ impl Shared {
             }
             None => claims["aud"] = json!(pending.client_id),
         }
+        match &login.azp_override {
+            Some(Some(azp)) => claims["azp"] = json!(azp),
+            Some(None) => {
+                if let Some(map) = claims.as_object_mut() {
+                    map.remove("azp");
+                }
+            }
+            None => {}
+        }
         let nonce = match &login.nonce_override {
             None => Some(pending.nonce.clone()),
             Some(chosen) => chosen.clone(),
@@ -550,6 +562,7 @@ impl FakeIdp {
             },
             use_subject: false,
             scope: "openid profile email".to_owned(),
+            access_token_audiences: Vec::new(),
         }
     }
 
