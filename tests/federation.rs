@@ -609,6 +609,46 @@ async fn replayed_state_is_refused() {
     assert_eq!(fed.idp.token_requests().len(), 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixteen_racing_callbacks_for_one_state_yield_at_most_one_login() {
+    // Sixteen valid codes for the same login (the browser went to the provider sixteen
+    // times with the same URL), redeemed at once: the state still yields one login.
+    let fed = Fed::new().await;
+    let redirect = fed.redirect_for("alice@example.org").await;
+    let mut callbacks = Vec::new();
+    for _ in 0..16 {
+        callbacks.push(fed.at_provider(&redirect.authorize_url).await);
+    }
+    let barrier = Arc::new(tokio::sync::Barrier::new(callbacks.len()));
+    let mut tasks = Vec::new();
+    for callback in callbacks {
+        let engine = fed.f.engine.clone();
+        let barrier = barrier.clone();
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            engine.external_callback(&callback).await
+        }));
+    }
+    let mut won = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(login) => {
+                assert_eq!(user_of(&login), "alice");
+                won += 1;
+            }
+            Err(LoginError::External(_) | LoginError::Request(_)) => {}
+            Err(other) => panic!("unexpected failure: {other:?}"),
+        }
+    }
+    assert_eq!(won, 1, "logins from one state");
+    // And the state cannot be used again afterwards.
+    let again = fed.at_provider(&redirect.authorize_url).await;
+    assert!(matches!(
+        fed.f.engine.external_callback(&again).await,
+        Err(LoginError::External(ExternalError::InvalidState))
+    ));
+}
+
 #[tokio::test]
 async fn a_failed_callback_spends_the_state() {
     let fed = Fed::new().await;
@@ -652,6 +692,14 @@ async fn a_response_naming_another_issuer_is_a_mix_up() {
         Err(LoginError::External(ExternalError::IssuerMismatch))
     ));
     assert!(fed.idp.token_requests().is_empty());
+    // RFC 9207 compares by simple string comparison: a trailing slash is another issuer.
+    let redirect = fed.redirect_for("alice@example.org").await;
+    let mut callback = fed.at_provider(&redirect.authorize_url).await;
+    callback.iss = Some(format!("{}/", fed.idp.issuer()));
+    assert!(matches!(
+        fed.f.engine.external_callback(&callback).await,
+        Err(LoginError::External(ExternalError::IssuerMismatch))
+    ));
 }
 
 // ---------------------------------------------------------------------------------------

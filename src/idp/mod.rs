@@ -179,9 +179,10 @@ impl Engine {
             .as_deref()
             .filter(|c| !c.is_empty())
             .ok_or(ExternalError::MissingCode)?;
-        // RFC 9207: a response naming another issuer is a mix-up.
+        // RFC 9207 §2.4: a response naming another issuer (simple string comparison) is a
+        // mix-up.
         if let (Some(iss), Some(expected)) = (&callback.iss, &provider.issuer)
-            && iss.trim_end_matches('/') != expected.trim_end_matches('/')
+            && iss != expected
         {
             return Err(ExternalError::IssuerMismatch.into());
         }
