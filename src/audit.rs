@@ -77,6 +77,16 @@ pub enum AuditKind {
         /// The granted scope.
         scope: String,
     },
+    /// The token endpoint refused a request. The event's `client` is the client id the
+    /// request named, authenticated or not.
+    TokenRefused {
+        /// The `grant_type` parameter as sent (at most 128 bytes; empty when missing).
+        grant_type: String,
+        /// The RFC 6749 error code answered.
+        error: String,
+        /// The error description answered (never a secret).
+        description: String,
+    },
 }
 
 /// Why a password sign-in failed (for the audit trail only).

@@ -938,3 +938,77 @@ async fn token_responses_and_redirects_show_no_tokens_or_codes_in_debug() {
     assert!(!shown.contains("code-0123456789"), "{shown}");
     assert!(!shown.contains("cookie-secret-value"), "{shown}");
 }
+
+#[tokio::test]
+async fn token_refusals_are_audited_with_their_reason_and_never_a_secret() {
+    use fhirgate::audit::AuditKind;
+    let f = Fixture::new().await;
+    let refused = |f: &Fixture| -> Vec<(AuditKind, Option<String>)> {
+        f.audit
+            .events()
+            .into_iter()
+            .filter(|e| matches!(e.kind, AuditKind::TokenRefused { .. }))
+            .map(|e| (e.kind, e.client.map(|c| c.as_str().to_owned())))
+            .collect()
+    };
+
+    // A wrong client secret: invalid_client, the named client, the secret nowhere.
+    let r = f
+        .token(
+            Some(basic("confidential", "wrong-secret-0123456789")),
+            &[("grant_type", "client_credentials")],
+        )
+        .await;
+    assert_eq!(error_of(&r), ("invalid_client", 401));
+    let events = refused(&f);
+    assert_eq!(
+        events,
+        [(
+            AuditKind::TokenRefused {
+                grant_type: "client_credentials".into(),
+                error: "invalid_client".into(),
+                description: "Invalid client".into(),
+            },
+            Some("confidential".into())
+        )]
+    );
+    let logged = serde_json::to_string(&f.audit.events()).unwrap();
+    assert!(!logged.contains("wrong-secret"), "{logged}");
+
+    // A code that does not exist: invalid_grant with its reason; the code is not logged.
+    let r = f
+        .token(
+            None,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", "no-such-code-abcdefghijklmnop"),
+                ("client_id", "app"),
+                ("code_verifier", VERIFIER),
+            ],
+        )
+        .await;
+    let (error, _) = error_of(&r);
+    assert_eq!(error, "invalid_grant");
+    let events = refused(&f);
+    assert_eq!(events.len(), 2);
+    match &events[1].0 {
+        AuditKind::TokenRefused {
+            grant_type,
+            error,
+            description,
+        } => {
+            assert_eq!(grant_type, "authorization_code");
+            assert_eq!(error, "invalid_grant");
+            assert_eq!(description, r.body["error_description"].as_str().unwrap());
+        }
+        other => panic!("{other:?}"),
+    }
+    let logged = serde_json::to_string(&f.audit.events()).unwrap();
+    assert!(!logged.contains("no-such-code"), "{logged}");
+    assert!(!logged.contains(VERIFIER), "{logged}");
+
+    // A successful request adds no refusal.
+    let (_, code) = f.code_for("app", "openid").await;
+    assert_eq!(f.redeem("app", &code).await.status, 200);
+    assert_eq!(refused(&f).len(), 2);
+}

@@ -112,6 +112,15 @@ pub enum PresentedCredentials {
         /// The secret from the header.
         secret: BearerSecret,
     },
+    /// The same client id and secret both in an HTTP Basic header and in the form, as
+    /// Medplum's TypeScript client sends them after `setBasicAuth`: one credential presented
+    /// twice, accepted for a client registered with either secret method.
+    BasicAndPost {
+        /// The client id (equal in header and form).
+        client_id: String,
+        /// The secret (equal in header and form).
+        secret: BearerSecret,
+    },
     /// `client_secret_post`: `client_id` and `client_secret` in the form.
     Post {
         /// The form's `client_id`.
@@ -133,7 +142,9 @@ impl PresentedCredentials {
     pub fn method(&self) -> ClientAuthMethod {
         match self {
             PresentedCredentials::None { .. } => ClientAuthMethod::None,
-            PresentedCredentials::Basic { .. } => ClientAuthMethod::ClientSecretBasic,
+            PresentedCredentials::Basic { .. } | PresentedCredentials::BasicAndPost { .. } => {
+                ClientAuthMethod::ClientSecretBasic
+            }
             PresentedCredentials::Post { .. } => ClientAuthMethod::ClientSecretPost,
             PresentedCredentials::Assertion { .. } => ClientAuthMethod::PrivateKeyJwt,
         }
@@ -146,7 +157,21 @@ impl PresentedCredentials {
             PresentedCredentials::None { client_id }
             | PresentedCredentials::Assertion { client_id, .. } => client_id.as_deref(),
             PresentedCredentials::Basic { client_id, .. }
+            | PresentedCredentials::BasicAndPost { client_id, .. }
             | PresentedCredentials::Post { client_id, .. } => Some(client_id),
+        }
+    }
+
+    /// Whether a client registered with `registered` may authenticate with these
+    /// credentials: the method used must be the registered one, except that a secret sent
+    /// identically in the header and the form satisfies either secret method.
+    pub fn satisfies(&self, registered: ClientAuthMethod) -> bool {
+        match self {
+            PresentedCredentials::BasicAndPost { .. } => matches!(
+                registered,
+                ClientAuthMethod::ClientSecretBasic | ClientAuthMethod::ClientSecretPost
+            ),
+            other => other.method() == registered,
         }
     }
 
@@ -154,7 +179,9 @@ impl PresentedCredentials {
     /// `Authorization` header.
     fn challenge(&self) -> Option<&'static str> {
         match self {
-            PresentedCredentials::Basic { .. } => Some("Basic"),
+            PresentedCredentials::Basic { .. } | PresentedCredentials::BasicAndPost { .. } => {
+                Some("Basic")
+            }
             _ => None,
         }
     }
@@ -169,6 +196,11 @@ impl fmt::Debug for PresentedCredentials {
                 .finish(),
             PresentedCredentials::Basic { client_id, .. } => f
                 .debug_struct("Basic")
+                .field("client_id", client_id)
+                .field("secret", &"<redacted>")
+                .finish(),
+            PresentedCredentials::BasicAndPost { client_id, .. } => f
+                .debug_struct("BasicAndPost")
                 .field("client_id", client_id)
                 .field("secret", &"<redacted>")
                 .finish(),
@@ -193,8 +225,11 @@ impl fmt::Debug for PresentedCredentials {
 /// HTTP layer passes its one value, and refuses a request with several) and the form's
 /// `client_id`, `client_secret`, `client_assertion_type` and `client_assertion`.
 ///
+/// The same client id and secret in the header and in the form are one credential
+/// ([`PresentedCredentials::BasicAndPost`]), not two methods.
+///
 /// Errors:
-/// * `invalid_request` — more than one method in the request; a form `client_id` that
+/// * `invalid_request` — more than one method in the request (two different credentials); a form `client_id` that
 ///   differs from the Basic one; `client_secret` without `client_id`; `client_assertion`
 ///   without `client_assertion_type` or the reverse; an assertion type other than
 ///   [`CLIENT_ASSERTION_TYPE_JWT_BEARER`].
@@ -209,6 +244,19 @@ pub fn presented_credentials(
     let assertion = form.get("client_assertion");
     let assertion_type = form.get("client_assertion_type");
     let uses_assertion = assertion.is_some() || assertion_type.is_some();
+
+    // One credential sent twice (Medplum's client after `setBasicAuth`): the same id and
+    // secret in the header and the form. Two different credentials stay two methods.
+    if let (Some((client_id, secret)), Some(form_secret)) = (&basic, form_secret)
+        && !uses_assertion
+        && form_id == Some(client_id.as_str())
+        && secret.hash().ct_eq(&SecretHash::of_presented(form_secret))
+    {
+        return Ok(PresentedCredentials::BasicAndPost {
+            client_id: client_id.clone(),
+            secret: secret.clone(),
+        });
+    }
 
     let methods = usize::from(basic.is_some())
         + usize::from(form_secret.is_some())
@@ -419,6 +467,7 @@ impl ClientAuthenticator {
                 }
             }
             PresentedCredentials::Basic { client_id, secret }
+            | PresentedCredentials::BasicAndPost { client_id, secret }
             | PresentedCredentials::Post { client_id, secret } => {
                 let client = self.active_client(client_id).await?;
                 let presented_hash = secret.hash();
@@ -430,7 +479,8 @@ impl ClientAuthenticator {
                 let matched = secret_matches(current.map(|h| *h.hash()), &presented_hash)
                     | secret_matches(retiring.map(|h| *h.hash()), &presented_hash);
                 match client {
-                    Some(client) if matched && client.auth_method == method => {
+                    Some(client) if matched && presented.satisfies(client.auth_method) => {
+                        let method = client.auth_method;
                         Ok(AuthenticatedClient { client, method })
                     }
                     _ => Err(OAuthError::invalid_client(INVALID_CLIENT, challenge)),

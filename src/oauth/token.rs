@@ -9,11 +9,12 @@ use std::net::IpAddr;
 
 use super::client_auth::{AuthenticatedClient, PresentedCredentials, presented_credentials};
 use super::{Form, OAuthError, OAuthResponse};
-use crate::engine::Engine;
+use crate::audit::AuditKind;
+use crate::engine::{AuditContext, Engine};
 use crate::login::access_policy;
 use crate::model::{
-    AuthMethod, ClientApplication, LoginId, LoginParams, LoginRecord, Reference, RefreshPolicy,
-    RefreshState, StageTag, UserId,
+    AuthMethod, ClientApplication, ClientId, LoginId, LoginParams, LoginRecord, Reference,
+    RefreshPolicy, RefreshState, StageTag, UserId,
 };
 use crate::pkce;
 use crate::scope::{Scope, ScopeSet, effective_policy};
@@ -70,6 +71,16 @@ pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_tok
 /// Longest accepted code or refresh token.
 const MAX_TOKEN: usize = 256;
 
+/// At most `max` bytes of `text`, cut at a character boundary (for audit fields taken from
+/// requests).
+fn truncated(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.get(..end).unwrap_or_default()
+}
+
 fn server(e: impl std::fmt::Display) -> OAuthError {
     OAuthError::server_error(e.to_string())
 }
@@ -84,8 +95,36 @@ impl Engine {
         }
     }
 
-    /// The typed form of [`Engine::token`].
+    /// The typed form of [`Engine::token`]. A refusal is reported to the audit sink
+    /// ([`AuditKind::TokenRefused`]) with its error code and description — which never carry
+    /// a secret — the grant type and the client id the request named.
     pub async fn token_grant(&self, request: &TokenRequest) -> Result<IssuedTokens, OAuthError> {
+        let result = self.answer_token_request(request).await;
+        if let Err(error) = &result {
+            let client = presented_credentials(request.authorization.as_deref(), &request.form)
+                .ok()
+                .and_then(|p| p.client_id().map(|id| ClientId::new(truncated(id, 128))));
+            self.audit(
+                AuditKind::TokenRefused {
+                    grant_type: truncated(request.form.get("grant_type").unwrap_or_default(), 128)
+                        .to_owned(),
+                    error: error.code.as_str().to_owned(),
+                    description: error.description.clone(),
+                },
+                AuditContext {
+                    client,
+                    remote_address: request.remote_address,
+                    ..AuditContext::default()
+                },
+            );
+        }
+        result
+    }
+
+    async fn answer_token_request(
+        &self,
+        request: &TokenRequest,
+    ) -> Result<IssuedTokens, OAuthError> {
         let form = &request.form;
         let grant_type = form
             .get("grant_type")
@@ -346,22 +385,7 @@ impl Engine {
                 "Public clients cannot use the client_credentials grant",
             ));
         }
-        let allowed =
-            ScopeSet::parse(&client.allowed_scopes).map_err(|_| server("client scope"))?;
-        let requested = match request.form.get("scope") {
-            Some(text) => ScopeSet::parse(text)
-                .map_err(|e| OAuthError::new(super::ErrorCode::InvalidScope, e.to_string()))?,
-            None => match &client.default_scope {
-                Some(text) => ScopeSet::parse(text).map_err(server)?,
-                None => allowed.clone(),
-            },
-        };
-        if !allowed.covers(&requested) {
-            return Err(OAuthError::new(
-                super::ErrorCode::InvalidScope,
-                "The requested scope exceeds what the client may be granted",
-            ));
-        }
+        let requested = client_credentials_scope(&client, request.form.get("scope"))?;
         // A client acts through its own membership: user = the client's id, profile =
         // ClientApplication/<id> (Medplum's model).
         let profile = Reference::new("ClientApplication", client.id.as_str())
@@ -649,4 +673,44 @@ fn check_bindings(
         }
     }
     Ok(())
+}
+
+/// The scope a `client_credentials` request asks for, checked against the client.
+///
+/// Without a `scope` parameter the client's `default_scope` is used, else every scope it is
+/// allowed (RFC 6749 §3.3 lets the server pick a default; Medplum's `startClientLogin` never
+/// sends one). A client acting for itself has no patient in context, so `patient/` scopes are
+/// left out of a default and dropped from a request that also asks for something else — the
+/// token's `scope` then says what was granted (§3.3). A request for nothing but `patient/`
+/// scopes cannot be served and is `invalid_scope`. A requested scope outside what the client
+/// is allowed is `invalid_scope` whatever its context.
+fn client_credentials_scope(
+    client: &ClientApplication,
+    asked: Option<&str>,
+) -> Result<ScopeSet, OAuthError> {
+    let invalid_scope = |text: &str| OAuthError::new(super::ErrorCode::InvalidScope, text);
+    let allowed = ScopeSet::parse(&client.allowed_scopes).map_err(|_| server("client scope"))?;
+    let Some(text) = asked else {
+        let default = match &client.default_scope {
+            Some(text) => ScopeSet::parse(text).map_err(|_| server("client default scope"))?,
+            None => allowed.clone(),
+        };
+        // A default outside the allowed scopes is a registration mistake: grant only the
+        // part the client may have.
+        return Ok(default.without_patient_scopes().intersect(&allowed));
+    };
+    let requested = ScopeSet::parse(text).map_err(|e| invalid_scope(&e.to_string()))?;
+    if !allowed.covers(&requested) {
+        return Err(invalid_scope(
+            "The requested scope exceeds what the client may be granted",
+        ));
+    }
+    let without_patient = requested.without_patient_scopes();
+    if without_patient.is_empty() && !requested.is_empty() {
+        return Err(invalid_scope(
+            "Missing patient context: a client acting for itself has no patient; ask for \
+             system/ or user/ scopes",
+        ));
+    }
+    Ok(without_patient)
 }

@@ -17,6 +17,7 @@
 
 mod policy;
 mod smart;
+mod words;
 
 #[cfg(test)]
 mod tests;
@@ -196,6 +197,16 @@ impl ScopeSet {
     pub fn needs_patient_context(&self) -> bool {
         self.resource_scopes()
             .any(|scope| scope.context == Context::Patient)
+    }
+
+    /// The set without its `patient/` resource scopes: what can be granted where no patient
+    /// can be in context (a client acting for itself).
+    pub fn without_patient_scopes(&self) -> ScopeSet {
+        self.scopes
+            .iter()
+            .filter(|scope| !matches!(scope, Scope::Resource(r) if r.context == Context::Patient))
+            .cloned()
+            .collect()
     }
 
     /// Whether any resource scope is present.
