@@ -28,9 +28,15 @@ const STEP_SECONDS: i64 = 30;
 pub struct EnrolmentUri(String);
 
 impl EnrolmentUri {
-    /// The URI, for the authenticator app (usually rendered as a QR code by the host).
+    /// The URI, for the authenticator app.
     pub fn expose(&self) -> &str {
         &self.0
+    }
+
+    /// The URI as a QR code, a `data:image/png;base64,…` URL (Medplum's `enrollQrCode`). It
+    /// carries the secret too: show it once, never log it.
+    pub fn qr_code_data_url(&self) -> Result<String, crate::credential::qr::QrError> {
+        crate::credential::qr::png_data_url(&self.0)
     }
 }
 

@@ -16,8 +16,8 @@ use super::{HttpConfig, OperationOutcome};
 use crate::engine::Engine;
 use crate::error::{LoginError, RequestError};
 use crate::login::{
-    Authenticated as Passed, AuthorizationCode, Authorized, Enrolment, ExternalRedirect, Login,
-    LoginRequest, Method, Profile, ProfileChoice, Scope, SecondFactor,
+    Authenticated as Passed, AuthorizationCode, Authorized, Enrolment, EnrolmentUri,
+    ExternalRedirect, Login, LoginRequest, Method, Profile, ProfileChoice, Scope, SecondFactor,
 };
 use crate::model::{LoginId, StageTag};
 use crate::token::Subject;
@@ -170,13 +170,33 @@ pub(super) async fn after_credentials(passed: Passed, config: &HttpConfig) -> An
             "login": login.handle().expose(),
             "mfaRequired": true,
         }))),
-        Passed::Enrolment(login, uri) => Ok(json_response(json!({
-            "login": login.handle().expose(),
-            "mfaEnrollRequired": true,
-            "enrollUri": uri.expose(),
-        }))),
+        Passed::Enrolment(login, uri) => Ok(json_response(with_qr_code(
+            json!({
+                "login": login.handle().expose(),
+                "mfaEnrollRequired": true,
+            }),
+            &uri,
+        ))),
         Passed::Profile(login) => profile_result(login, config).await,
     }
+}
+
+/// `enrollUri` and Medplum's `enrollQrCode` (a PNG data URL of the URI, which Medplum's
+/// sign-in form needs before it shows the enrolment step) added to `fields`.
+fn with_qr_code(fields: Value, uri: &EnrolmentUri) -> Value {
+    let mut body = match fields {
+        Value::Object(map) => map,
+        _ => serde_json::Map::new(),
+    };
+    body.insert("enrollUri".into(), json!(uri.expose()));
+    match uri.qr_code_data_url() {
+        Ok(png) => {
+            body.insert("enrollQrCode".into(), json!(png));
+        }
+        // Only a URI longer than any of ours could fail; the URI alone still enrols.
+        Err(error) => tracing::warn!(%error, "no QR code for an enrolment URI"),
+    }
+    Value::Object(body)
 }
 
 /// After the credentials: the code when one membership is eligible, else the list.
@@ -187,19 +207,7 @@ async fn profile_result(login: Login<Profile>, config: &HttpConfig) -> Answer {
             let engine = login.engine().clone();
             let mut list = Vec::with_capacity(memberships.len());
             for m in memberships {
-                let project = engine
-                    .directory()
-                    .project(&m.project)
-                    .await
-                    .map_err(LoginError::from)?;
-                list.push(json!({
-                    "id": m.id.as_str(),
-                    "project": {
-                        "reference": format!("Project/{}", m.project),
-                        "display": project.map(|p| p.name).unwrap_or_default(),
-                    },
-                    "profile": { "reference": m.profile.as_str() },
-                }));
+                list.push(membership_entry(&engine, &m).await?);
             }
             Ok(json_response(json!({
                 "login": login.handle().expose(),
@@ -207,6 +215,69 @@ async fn profile_result(login: Login<Profile>, config: &HttpConfig) -> Answer {
             })))
         }
     }
+}
+
+/// The FHIR extension that marks a membership whose access policy allows no change
+/// (fhirgate's; Medplum's clients ignore extensions they do not know).
+pub const READ_ONLY_EXTENSION: &str = "urn:fhirgate:membership-read-only";
+
+/// One entry of the `memberships` list, shaped like Medplum's ProjectMembership: the project
+/// and profile as references with their display names, the access policy when one is set,
+/// and [`READ_ONLY_EXTENSION`] when that policy allows only reads.
+async fn membership_entry(
+    engine: &Engine,
+    m: &crate::model::ProjectMembership,
+) -> Result<Value, OperationOutcome> {
+    let directory = engine.directory();
+    let project = directory
+        .project(&m.project)
+        .await
+        .map_err(LoginError::from)?;
+    let reference = |reference: String, display: Option<&str>| {
+        let mut map = serde_json::Map::new();
+        map.insert("reference".into(), json!(reference));
+        if let Some(display) = display {
+            map.insert("display".into(), json!(display));
+        }
+        Value::Object(map)
+    };
+    let mut entry = serde_json::Map::new();
+    entry.insert("resourceType".into(), json!("ProjectMembership"));
+    entry.insert("id".into(), json!(m.id.as_str()));
+    entry.insert(
+        "project".into(),
+        reference(
+            format!("Project/{}", m.project),
+            Some(
+                project
+                    .as_ref()
+                    .map(|p| p.name.as_str())
+                    .unwrap_or_default(),
+            ),
+        ),
+    );
+    entry.insert(
+        "profile".into(),
+        reference(m.profile.as_str().to_owned(), m.profile_display.as_deref()),
+    );
+    if let Some(id) = &m.access_policy {
+        let policy = directory
+            .access_policy(id)
+            .await
+            .map_err(LoginError::from)?;
+        let name = policy.as_ref().and_then(|p| p.name.as_deref());
+        entry.insert(
+            "accessPolicy".into(),
+            reference(format!("AccessPolicy/{id}"), name),
+        );
+        if policy.is_some_and(|p| p.is_read_only()) {
+            entry.insert(
+                "extension".into(),
+                json!([{ "url": READ_ONLY_EXTENSION, "valueBoolean": true }]),
+            );
+        }
+    }
+    Ok(Value::Object(entry))
 }
 
 /// `{login, code}`, with the single-sign-on cookie when the login has a client.
@@ -310,11 +381,13 @@ pub(crate) async fn status(
         }))),
         StageTag::Enrolment => {
             let (login, uri) = engine.resume::<Enrolment>(&handle).await?.restart().await?;
-            Ok(json_response(json!({
-                "login": login.handle().expose(),
-                "mfaEnrollRequired": true,
-                "enrollUri": uri.expose(),
-            })))
+            Ok(json_response(with_qr_code(
+                json!({
+                    "login": login.handle().expose(),
+                    "mfaEnrollRequired": true,
+                }),
+                &uri,
+            )))
         }
         StageTag::Profile => {
             profile_result(engine.resume::<Profile>(&handle).await?, &config).await
@@ -388,9 +461,10 @@ pub(crate) async fn mfa_status(
         return Ok(json_response(json!({ "enrolled": true })));
     }
     let uri = engine.begin_mfa_enrolment(&user).await?;
-    Ok(json_response(
-        json!({ "enrolled": false, "enrollUri": uri.expose() }),
-    ))
+    Ok(json_response(with_qr_code(
+        json!({ "enrolled": false }),
+        &uri,
+    )))
 }
 
 /// `POST /auth/mfa/enroll {token}`.

@@ -30,6 +30,7 @@ use axum::routing::{get, post};
 use crate::engine::Engine;
 use crate::model::IpMatch;
 
+pub use auth::READ_ONLY_EXTENSION;
 pub use edge::{Authenticated, ClientAddress, no_store, trace};
 pub use error::OperationOutcome;
 

@@ -56,6 +56,17 @@ impl AccessPolicy {
         }
     }
 
+    /// Whether the policy allows only read interactions (read, vread, history, search) on
+    /// every resource: a member acting under it changes nothing.
+    pub fn is_read_only(&self) -> bool {
+        self.resources.iter().all(|entry| {
+            entry
+                .allowed_interactions()
+                .iter()
+                .all(|i| Interaction::READS.contains(i))
+        })
+    }
+
     /// Evaluates the IP rules in order for a client address: the first matching `allow` rule
     /// passes, a matching `block` rule refuses, and an address no rule matches passes. An
     /// unknown address is matched only by `*` rules.
@@ -416,5 +427,21 @@ mod tests {
         assert_eq!(r.allowed_interactions(), Interaction::READS.to_vec());
         r.interactions = vec![Interaction::Read, Interaction::Delete];
         assert_eq!(r.allowed_interactions(), vec![Interaction::Read]);
+    }
+
+    #[test]
+    fn read_only_means_no_entry_allows_a_change() {
+        let mut p = AccessPolicy::full_access(AccessPolicyId::new("p"));
+        assert!(!p.is_read_only());
+        p.resources[0].readonly = true;
+        assert!(p.is_read_only());
+        let mut write = ResourcePolicy::any("Observation");
+        write.interactions = vec![Interaction::Search, Interaction::Update];
+        p.resources.push(write);
+        assert!(!p.is_read_only());
+        p.resources[1].interactions = vec![Interaction::Search, Interaction::Read];
+        assert!(p.is_read_only());
+        // An empty policy permits nothing, so it changes nothing either.
+        assert!(AccessPolicy::new(AccessPolicyId::new("none")).is_read_only());
     }
 }

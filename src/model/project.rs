@@ -57,6 +57,10 @@ pub struct ProjectMembership {
     pub user: UserId,
     /// The FHIR identity the member acts as, such as `Practitioner/123`.
     pub profile: Reference,
+    /// The profile's display name (Medplum's `profile.display`), such as `Dr Jane Doe`:
+    /// what a sign-in page shows when several profiles can be chosen.
+    #[serde(default)]
+    pub profile_display: Option<String>,
     /// Inactive memberships cannot be chosen at login and stop their tokens.
     #[serde(default = "yes")]
     pub active: bool,
@@ -84,6 +88,7 @@ impl ProjectMembership {
             project,
             user,
             profile,
+            profile_display: None,
             active: true,
             admin: false,
             access_policy: None,
