@@ -457,7 +457,7 @@ fn print_seed_banner(issuer: &str, summary: &Summary, try_url: Option<&str>) {
             client
                 .redirect_uris
                 .first()
-                .map(|uri| format!(", redirect_uri {uri}"))
+                .map(|uri| format!(", redirect_uri {}", on_this_port(uri, issuer)))
                 .unwrap_or_default()
         );
     }
@@ -571,6 +571,9 @@ struct SeedMembership {
     project: String,
     user: String,
     profile: Reference,
+    /// The profile's display name, shown when a profile is chosen at sign-in.
+    #[serde(default)]
+    profile_display: Option<String>,
     #[serde(default)]
     active: Option<bool>,
     #[serde(default)]
@@ -774,11 +777,11 @@ fn builtin_seed(issuer: &str) -> Result<Seed, serde_json::Error> {
         "memberships": [
             {
                 "id": "m-practitioner", "project": "demo", "user": "practitioner",
-                "profile": "Practitioner/demo-practitioner"
+                "profile": "Practitioner/demo-practitioner", "profileDisplay": "Alice Practitioner"
             },
             {
                 "id": "m-patient", "project": "demo", "user": "patient",
-                "profile": "Patient/demo-patient"
+                "profile": "Patient/demo-patient", "profileDisplay": "Bob Patient"
             },
             {
                 "id": "m-confidential", "project": "demo", "user": CONFIDENTIAL_CLIENT,
@@ -1137,6 +1140,7 @@ async fn load_seed(engine: &Engine, seed: Seed) -> Result<Summary, String> {
             UserId::new(m.user.as_str()),
             m.profile,
         );
+        membership.profile_display = m.profile_display;
         membership.active = m.active.unwrap_or(true);
         membership.admin = m.admin;
         membership.access_policy = m.access_policy.as_deref().map(AccessPolicyId::new);
@@ -1257,7 +1261,7 @@ fn csp_nonce(engine: &Engine) -> Result<String, StatusCode> {
 fn html_page(nonce: &str, html: String) -> Response {
     let csp = format!(
         "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; \
-         connect-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; \
+         connect-src 'self'; img-src 'self' data:; form-action 'self'; base-uri 'none'; \
          frame-ancestors 'none'"
     );
     let Ok(csp) = HeaderValue::from_str(&csp) else {
@@ -1295,6 +1299,9 @@ pre { padding: .75rem; }
 fieldset { border: 0; padding: 0; }
 fieldset label { display: flex; gap: .5rem; align-items: baseline; }
 dt { font-weight: 600; }
+ul.scopes { padding-left: 1.25rem; font-size: .95rem; }
+ul.scopes code { font-size: .8rem; }
+#enroll-qr:not([hidden]) { display: block; margin: .5rem auto; image-rendering: pixelated; }
 dd { margin: 0 0 .5rem; }
 ";
 
@@ -1303,6 +1310,7 @@ const SIGN_IN_SCRIPT: &str = r#"
 (() => {
   const q = new URLSearchParams(window.location.search);
   const issuer = document.body.dataset.issuer;
+  const READ_ONLY = 'urn:fhirgate:membership-read-only';
   const $ = (id) => document.getElementById(id);
   const steps = ['password-form', 'totp-form', 'profile-form', 'done'];
   let login = null;
@@ -1312,7 +1320,14 @@ const SIGN_IN_SCRIPT: &str = r#"
   let ownVerifier = null;
 
   const show = (step) => { for (const id of steps) $(id).hidden = id !== step; };
-  const fail = (text) => { $('error').textContent = text; $('error').hidden = false; };
+  // The API keeps Medplum's texts; the page words them for people.
+  const WORDING = {
+    'Invalid MFA token': 'That authentication code is not valid. Check the time on your device and try the newest code.',
+  };
+  const fail = (text) => {
+    $('error').textContent = WORDING[text] || text;
+    $('error').hidden = false;
+  };
   const httpUrl = (text) => {
     try {
       const url = new URL(text);
@@ -1370,7 +1385,7 @@ const SIGN_IN_SCRIPT: &str = r#"
     }
     if (data.mfaEnrollRequired) {
       totpPath = '/auth/mfa/login-enroll';
-      $('enroll-uri').textContent = data.enrollUri || '';
+      enrolment(data);
       $('enroll').hidden = false;
       show('totp-form');
       $('token').focus();
@@ -1387,6 +1402,21 @@ const SIGN_IN_SCRIPT: &str = r#"
     fail('Unexpected answer from the server.');
   }
 
+  // The enrolment step: the QR code to scan and, for typing in, the key in groups of four.
+  function enrolment(data) {
+    const qr = typeof data.enrollQrCode === 'string' && data.enrollQrCode.startsWith('data:image/png;base64,')
+      ? data.enrollQrCode : '';
+    $('enroll-qr').hidden = !qr;
+    if (qr) $('enroll-qr').src = qr;
+    let key = '';
+    try {
+      key = new URL(data.enrollUri || '').searchParams.get('secret') || '';
+    } catch {
+      key = '';
+    }
+    $('enroll-key').textContent = (key.match(/.{1,4}/g) || []).join(' ');
+  }
+
   function choose(memberships) {
     const list = $('profiles');
     list.replaceChildren();
@@ -1397,9 +1427,24 @@ const SIGN_IN_SCRIPT: &str = r#"
       input.name = 'profile';
       input.value = String(m.id);
       input.checked = i === 0;
-      const profile = (m.profile && m.profile.reference) || String(m.id);
+      const reference = (m.profile && m.profile.reference) || String(m.id);
+      const name = (m.profile && m.profile.display) || reference;
       const project = (m.project && (m.project.display || m.project.reference)) || '';
-      label.append(input, document.createTextNode(project ? `${profile} (${project})` : profile));
+      const readOnly = Array.isArray(m.extension) && m.extension.some(
+        (e) => e && e.url === READ_ONLY && e.valueBoolean === true);
+      const text = document.createElement('span');
+      const strong = document.createElement('strong');
+      strong.textContent = name;
+      text.append(strong);
+      if (project) text.append(document.createTextNode(` in ${project}`));
+      if (readOnly) text.append(document.createTextNode(' \u00b7 read-only'));
+      if (name !== reference) {
+        const small = document.createElement('span');
+        small.className = 'muted';
+        small.textContent = ` (${reference})`;
+        text.append(small);
+      }
+      label.append(input, text);
       list.append(label);
     });
     show('profile-form');
@@ -1532,9 +1577,10 @@ async fn sign_in_page(State(demo): State<Demo>, RawQuery(query): RawQuery) -> Re
             let scope = param(&pairs, "scope").unwrap_or("openid");
             format!(
                 "<p>to continue to <strong>{}</strong></p>\n\
-                 <p class=\"muted\">Requested access: <code>{}</code></p>",
+                 <p class=\"muted\">Requested access: <code>{}</code></p>\n{}",
                 escape(&name),
-                escape(scope)
+                escape(scope),
+                scope_in_words(scope)
             )
         }
         None => "<p class=\"muted\">No client in the request: this page signs you in as its \
@@ -1564,9 +1610,13 @@ async fn sign_in_page(State(demo): State<Demo>, RawQuery(query): RawQuery) -> Re
 <button type="submit">Sign in</button>
 </form>
 <form id="totp-form" hidden>
-<p id="enroll" hidden>Your account needs a second factor. Add this key to an authenticator app, then
-enter the code it shows: <code id="enroll-uri"></code></p>
-<label for="token">Authenticator code</label>
+<div id="enroll" hidden>
+<p>Your account needs a second factor. Scan this code with an authenticator app, then enter
+the six-digit authentication code it shows.</p>
+<img id="enroll-qr" alt="QR code of your authenticator key" width="196" height="196" hidden>
+<p class="muted">Cannot scan? Type this key into the app: <code id="enroll-key"></code></p>
+</div>
+<label for="token">Authentication code</label>
 <input id="token" name="token" type="text" inputmode="numeric" autocomplete="one-time-code"
  pattern="[0-9]{{6}}" maxlength="6" required>
 <button type="submit">Verify</button>
@@ -1589,6 +1639,24 @@ enter the code it shows: <code id="enroll-uri"></code></p>
 "#
     );
     html_page(&nonce, html)
+}
+
+/// The requested scopes in words, one per line, each next to its raw form. A scope string
+/// that does not parse is shown raw only (the authorization endpoint refuses it anyway).
+fn scope_in_words(scope: &str) -> String {
+    let Ok(scopes) = ScopeSet::parse(scope) else {
+        return String::new();
+    };
+    let mut list = String::from("<ul class=\"scopes\">\n");
+    for (raw, words) in scopes.describe() {
+        list.push_str(&format!(
+            "<li>{} <code>{}</code></li>\n",
+            escape(&words),
+            escape(&raw)
+        ));
+    }
+    list.push_str("</ul>");
+    list
 }
 
 /// `GET /callback`: a stand-in for a client's redirect URI that shows what it received.

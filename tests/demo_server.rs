@@ -47,6 +47,11 @@ fn modified(path: &Path) -> Option<SystemTime> {
 
 /// `target/<profile>/examples/server`, next to `target/<profile>/deps/demo_server-…`.
 fn server_binary() -> PathBuf {
+    example_binary("server")
+}
+
+/// `target/<profile>/examples/<name>`, checked to be newer than its source.
+fn example_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test executable's path");
     let profile_dir = exe
         .parent()
@@ -54,20 +59,20 @@ fn server_binary() -> PathBuf {
         .expect("the test executable lives in target/<profile>/deps");
     let binary = profile_dir
         .join("examples")
-        .join(format!("server{}", std::env::consts::EXE_SUFFIX));
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     assert!(
         binary.is_file(),
-        "the demo server binary {} is missing: run `cargo test --all-features` (it builds the \
-         examples first), or `cargo build --features axum --example server`",
+        "the example binary {} is missing: run `cargo test --all-features` (it builds the \
+         examples first), or `cargo build --all-features --example {name}`",
         binary.display()
     );
-    let source = manifest_dir().join("examples").join("server.rs");
+    let source = manifest_dir().join("examples").join(format!("{name}.rs"));
     if let (Some(built), Some(edited)) = (modified(&binary), modified(&source)) {
         assert!(
             built >= edited,
-            "the demo server binary {} is older than examples/server.rs: run `cargo test \
-             --all-features` (it builds the examples first), or `cargo build --features axum \
-             --example server`",
+            "the example binary {} is older than examples/{name}.rs: run `cargo test \
+             --all-features` (it builds the examples first), or `cargo build --all-features \
+             --example {name}`",
             binary.display()
         );
     }
@@ -570,6 +575,25 @@ async fn smart_scopes_guard_the_fhir_stub() {
     assert_eq!(
         json_of(read).await["principal"]["subject"],
         "ClientApplication/demo-confidential"
+    );
+    // As Medplum's SDK asks (`startClientLogin` after `setBasicAuth`): no scope, and the
+    // credentials in the header and again in the form. The default leaves patient/ scopes out.
+    let grant = http()
+        .post(server.url("/oauth2/token"))
+        .basic_auth("demo-confidential", Some("demo-confidential-secret"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "demo-confidential"),
+            ("client_secret", "demo-confidential-secret"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(grant.status(), StatusCode::OK);
+    let grant = json_of(grant).await;
+    assert_eq!(
+        grant["scope"],
+        "openid fhirUser profile email offline_access user/*.cruds"
     );
     let wrong = http()
         .post(server.url("/oauth2/token"))
@@ -1096,4 +1120,160 @@ async fn federated_sign_in_through_a_seeded_provider() {
     let tokens = json_of(tokens).await;
     assert_eq!(tokens["scope"], "openid fhirUser user/*.rs");
     assert!(tokens["id_token"].is_string());
+}
+
+#[tokio::test]
+async fn seed_file_banner_names_the_bound_port_and_the_signed_assertion_client_works() {
+    let server = Server::start(&["--addr", "127.0.0.1:0", "--seed", "examples/seed.json"]);
+    let banner = server.stdout();
+    // The seed registers :8103 redirect URIs; the banner shows the ones that reach this server.
+    assert!(!banner.contains(":8103/"), "{banner}");
+    assert!(
+        banner.contains(&format!("redirect_uri {}", server.url("/callback"))),
+        "{banner}"
+    );
+
+    // The private_key_jwt client, with the committed demo key, signed by the example the
+    // README uses.
+    let token_endpoint = server.url("/oauth2/token");
+    let sign = || {
+        let output = Command::new(example_binary("client_assertion"))
+            .args([
+                "examples/keys/clinic-service-demo-key.pem",
+                "clinic-service",
+                "riverside-service-1",
+                &token_endpoint,
+            ])
+            .current_dir(manifest_dir())
+            .output()
+            .expect("run the client_assertion example");
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    };
+    let assertion = sign();
+    let grant = |assertion: String| {
+        http()
+            .post(server.url("/oauth2/token"))
+            .form(&[
+                ("grant_type", "client_credentials".to_owned()),
+                (
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_owned(),
+                ),
+                ("client_assertion", assertion),
+                ("scope", "system/Patient.rs".to_owned()),
+            ])
+            .send()
+    };
+    let answer = grant(assertion.clone()).await.unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    let answer = json_of(answer).await;
+    assert_eq!(answer["scope"], "system/Patient.rs");
+    let read = get_with(
+        &server,
+        "/fhir/R4/Patient/pat",
+        answer["access_token"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!(read.status(), StatusCode::OK);
+    assert_eq!(
+        json_of(read).await["principal"]["subject"],
+        "ClientApplication/clinic-service"
+    );
+    // The assertion works once (its jti is spent); a fresh one works again.
+    let replay = grant(assertion).await.unwrap();
+    assert_eq!(replay.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(json_of(replay).await["error"], "invalid_client");
+    assert_eq!(grant(sign()).await.unwrap().status(), StatusCode::OK);
+
+    // The refusal is in the audit log with its reason.
+    let logged = server.stderr();
+    assert!(
+        logged.contains("token_refused") && logged.contains("invalid_client"),
+        "{logged}"
+    );
+}
+
+#[tokio::test]
+async fn sign_in_page_shows_profiles_scopes_and_enrolment_in_words() {
+    let server = Server::start(&["--addr", "127.0.0.1:0", "--seed", "examples/seed.json"]);
+    // Scopes in words next to the raw string.
+    let page = http()
+        .get(server.url("/signin"))
+        .query(&[
+            ("client_id", "clinic-spa"),
+            (
+                "scope",
+                "openid offline_access patient/Observation.rs user/*.cruds",
+            ),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(csp.contains("img-src 'self' data:"), "{csp}");
+    let html = page.text().await.unwrap();
+    for words in [
+        "confirm who you are <code>openid</code>",
+        "read and search Observation records of the selected patient <code>patient/Observation.rs</code>",
+        "read, search, create, update and delete all records you have access to <code>user/*.cruds</code>",
+    ] {
+        assert!(html.contains(words), "the page lacks {words:?}:\n{html}");
+    }
+    // The page words codes for people and shows the enrolment QR code and key.
+    assert!(html.contains("Authentication code"));
+    assert!(html.contains("id=\"enroll-qr\"") && html.contains("id=\"enroll-key\""));
+    assert!(!html.contains("MFA token</"), "{html}");
+
+    // What the profile step shows comes from the API: display names, projects, read-only.
+    let answer = login(
+        &server,
+        "jane.doe@riverside.example",
+        "correct horse battery staple",
+        "clinic-spa",
+        "http://127.0.0.1:8103/callback",
+        "openid user/*.rs",
+    )
+    .await;
+    let answer = post_json(
+        &server,
+        "/auth/mfa/verify",
+        json!({ "login": answer["login"], "token": totp_now(b"12345678901234567890") }),
+    )
+    .await;
+    let memberships = answer["memberships"].as_array().unwrap();
+    let jane = memberships.iter().find(|m| m["id"] == "m-jane").unwrap();
+    assert_eq!(jane["profile"]["display"], "Dr Jane Doe");
+    assert_eq!(jane["project"]["display"], "Riverside Clinic");
+    assert!(jane["extension"].is_null());
+    let locum = memberships
+        .iter()
+        .find(|m| m["id"] == "m-jane-locum")
+        .unwrap();
+    assert_eq!(locum["profile"]["display"], "Dr Jane Doe (locum)");
+    assert_eq!(
+        locum["extension"][0]["url"],
+        "urn:fhirgate:membership-read-only"
+    );
+    assert_eq!(locum["extension"][0]["valueBoolean"], true);
+
+    // Sam's enrolment answer carries the QR code the page shows.
+    let answer = login(
+        &server,
+        "sam@riverside.example",
+        "sam-demo-password",
+        "clinic-spa",
+        "http://127.0.0.1:8103/callback",
+        "openid",
+    )
+    .await;
+    assert!(
+        answer["enrollQrCode"]
+            .as_str()
+            .unwrap()
+            .starts_with("data:image/png;base64,")
+    );
 }
