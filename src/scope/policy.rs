@@ -85,13 +85,14 @@ impl EffectivePolicy {
 
 /// Combines an access policy with granted scopes.
 ///
-/// With no resource scope, the policy's entries apply unchanged (Medplum's behaviour: a
-/// login without SMART scopes gets its policy as is). Otherwise each policy entry is kept
-/// only as far as some resource scope grants it: the letters both allow, for a scope whose
-/// type is the entry's or `*` (a policy `*` entry meets a concrete-type scope as that type).
-/// The scope's query is added to the criteria. A `patient/` scope confines the grant to the
-/// compartment of `patient`; a different compartment the policy entry already had is kept
-/// as a `_compartment` criterion, so it still applies.
+/// With no resource scope nothing is allowed: scopes are what the user consented to, so
+/// `openid fhirUser` (or a refresh narrowed to `openid`) reaches no resource, whatever the
+/// policy would allow (Medplum hands such a login its whole policy). Otherwise each policy
+/// entry is kept only as far as some resource scope grants it: the letters both allow, for a
+/// scope whose type is the entry's or `*` (a policy `*` entry meets a concrete-type scope as
+/// that type). The scope's query is added to the criteria. A `patient/` scope confines the
+/// grant to the compartment of `patient`; a different compartment the policy entry already
+/// had is kept as a `_compartment` criterion, so it still applies.
 ///
 /// Fails with [`MissingPatientContext`] when a `patient/` scope is present and `patient` is
 /// `None`.
@@ -106,19 +107,6 @@ pub fn effective_policy(
     };
     if scopes.needs_patient_context() && patient.is_none() {
         return Err(MissingPatientContext);
-    }
-    if !scopes.has_resource_scopes() {
-        for entry in &policy.resources {
-            let allowed = entry.allowed_interactions();
-            let grant = GrantEntry {
-                resource_type: entry.resource_type.clone(),
-                permissions: Permissions::from_interactions(&allowed),
-                criteria: entry.criteria.iter().cloned().collect(),
-                compartment: entry_compartment(policy, entry).cloned(),
-            };
-            out.push(grant, allowed.into_iter().collect(), false);
-        }
-        return Ok(out);
     }
     for entry in &policy.resources {
         let allowed = entry.allowed_interactions();

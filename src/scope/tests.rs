@@ -716,7 +716,9 @@ fn narrowing_expands_a_wildcard_scope_over_the_policy_types() {
 // ---------------------------------------------------------------- effective_policy
 
 #[test]
-fn without_resource_scopes_the_policy_applies_as_is() {
+fn without_resource_scopes_nothing_is_allowed() {
+    // Attack: a token for `openid offline_access` (or a refresh narrowed to `openid`) must not
+    // reach resources because the membership's policy would allow them.
     let mut p = policy(vec![
         ResourcePolicy {
             criteria: Some("Observation?status=final".into()),
@@ -728,28 +730,23 @@ fn without_resource_scopes_the_policy_applies_as_is() {
         },
     ]);
     p.compartment = Some(reference("Organization/1"));
-    let e = effective_policy(&p, &set("openid offline_access"), None).unwrap();
-    assert_eq!(
-        e.entries(),
-        &[
-            GrantEntry {
-                resource_type: "Observation".into(),
-                permissions: Permissions::V1_READ,
-                criteria: vec!["Observation?status=final".into()],
-                compartment: Some(reference("Organization/1")),
-            },
-            GrantEntry {
-                resource_type: "Patient".into(),
-                permissions: Permissions::ALL,
-                criteria: vec![],
-                compartment: Some(reference("Organization/9")),
-            },
-        ]
+    for scopes in [
+        "openid offline_access",
+        "openid fhirUser",
+        "",
+        "launch/patient",
+    ] {
+        let e = effective_policy(&p, &set(scopes), None).unwrap();
+        assert_eq!(e.entries(), &[], "{scopes:?}");
+        assert!(!e.allows("Observation", Interaction::Search));
+        assert!(!e.allows("Patient", Interaction::Read));
+    }
+    let full = AccessPolicy::full_access(AccessPolicyId::new("all"));
+    assert!(
+        !effective_policy(&full, &set("openid"), None)
+            .unwrap()
+            .allows("Patient", Interaction::Read)
     );
-    assert!(e.allows("Observation", Interaction::Search));
-    assert!(!e.allows("Observation", Interaction::Create));
-    assert!(e.allows("Patient", Interaction::Delete));
-    assert!(!e.allows("Condition", Interaction::Read));
 }
 
 #[test]
@@ -939,9 +936,9 @@ fn allows_respects_the_exact_interactions_of_the_policy() {
     assert!(!e.allows("Observation", Interaction::Vread));
     assert!(!e.allows("Observation", Interaction::Search));
     assert!(!e.allows("Observation", Interaction::Create));
-    // same without SMART scopes
+    // without SMART scopes nothing at all
     let e = effective_policy(&p, &set("openid"), None).unwrap();
-    assert!(e.allows("Observation", Interaction::Read));
+    assert!(!e.allows("Observation", Interaction::Read));
     assert!(!e.allows("Observation", Interaction::History));
 }
 
