@@ -183,7 +183,6 @@ fn granted(id: &str, handle: &str, token: &str, client: Option<&str>) -> LoginRe
     }
     r.refresh = Some(RefreshState {
         current: h(token),
-        retired: Vec::new(),
         expires_at: at(1000),
     });
     r
@@ -472,6 +471,8 @@ async fn directory_records_round_trip(s: &Stores) {
         use_subject: true,
         scope: "openid email".to_owned(),
         access_token_audiences: Vec::new(),
+        iss_parameter_supported: false,
+        introspection_url: None,
     });
     client.auth_method = ClientAuthMethod::ClientSecretBasic;
     client.secret = Some(ClientSecretHash::of("s3cret"));
@@ -577,6 +578,8 @@ async fn domains_are_keyed_by_lower_case(s: &Stores) {
             use_subject: false,
             scope: "openid profile email".to_owned(),
             access_token_audiences: Vec::new(),
+            iss_parameter_supported: false,
+            introspection_url: None,
         }),
     };
     s.b.put_domain(&replaced).await.unwrap();
@@ -815,7 +818,6 @@ async fn codes_are_redeemed_once(s: &Stores) {
     next.version = 6;
     next.refresh = Some(RefreshState {
         current: h("r1"),
-        retired: vec![],
         expires_at: at(1000),
     });
     assert!(s.b.update_login(&next, 5).await.unwrap());
@@ -906,7 +908,6 @@ async fn refresh_tokens_rotate_once_and_reuse_is_detected(s: &Stores) {
     expected.version = 8;
     expected.refresh = Some(RefreshState {
         current: h("r2"),
-        retired: vec![h("r1")],
         expires_at: at(1000),
     });
     assert_eq!(x, expected);
@@ -941,13 +942,23 @@ async fn refresh_tokens_rotate_once_and_reuse_is_detected(s: &Stores) {
     };
     let family = y.refresh.clone().unwrap();
     assert_eq!(family.current, h("r3"));
-    assert_eq!(family.retired, vec![h("r1"), h("r2")]);
     assert_eq!(y.version, 9);
+    for retired in ["r1", "r2"] {
+        assert_eq!(
+            s.a.rotate_refresh(&h(retired), &h("r9"), Some(&app), at(13))
+                .await
+                .unwrap(),
+            RefreshRotation::Reused(y.clone())
+        );
+        assert_eq!(
+            s.b.login_by_refresh(&h(retired)).await.unwrap(),
+            Some(y.clone())
+        );
+    }
+    // The record itself does not grow with the family's history.
     assert_eq!(
-        s.a.rotate_refresh(&h("r1"), &h("r9"), Some(&app), at(13))
-            .await
-            .unwrap(),
-        RefreshRotation::Reused(y.clone())
+        serde_json::to_string(&y).unwrap().len(),
+        serde_json::to_string(&x).unwrap().len()
     );
 
     // Unknown tokens, and hashes of other roles.
@@ -1500,7 +1511,11 @@ async fn race_one_of_64_rotates_a_refresh_token(s: &Stores) {
     assert_eq!(reused, TASKS - 1);
     let family = record.refresh.as_ref().unwrap();
     assert_eq!(family.current, *next);
-    assert_eq!(family.retired, vec![h("r1")]);
+    assert_eq!(
+        s.b.login_by_refresh(&h("r1")).await.unwrap(),
+        Some(record.clone()),
+        "the rotated-out token is remembered"
+    );
     assert_eq!(record.version, 8);
     assert_eq!(
         s.b.login(&LoginId::new("l1")).await.unwrap(),
@@ -1708,7 +1723,7 @@ mod faults {
     };
 
     use super::pg::TestDb;
-    use super::{at, authorized, h, user};
+    use super::{at, authorized, granted, h, user};
 
     fn is_unavailable<T: std::fmt::Debug>(result: &Result<T, StoreError>) -> bool {
         matches!(result, Err(StoreError::Unavailable(_)))
@@ -2014,15 +2029,76 @@ mod faults {
             )
             .await
             .unwrap();
-        assert_eq!(rows.len(), 2);
-        assert_eq!(rows[0].get::<_, i32>(0), 1);
-        assert_eq!(rows[1].get::<_, i32>(0), 2);
+        assert_eq!(rows.len(), 3);
+        for (i, row) in rows.iter().enumerate() {
+            assert_eq!(row.get::<_, i32>(0), i as i32 + 1);
+        }
         // The schema works.
         store
             .create_user(&user("u1", "alice@example.org", None))
             .await
             .unwrap();
         assert_eq!(store.purge_expired(at(0)).await.unwrap(), 0);
+        db.finish().await;
+    }
+
+    #[tokio::test]
+    async fn migration_3_moves_retired_refresh_hashes_out_of_the_records() {
+        use fhirgate::model::ClientId;
+        use fhirgate::store::RefreshRotation;
+        let Some(db) = TestDb::new().await else {
+            return;
+        };
+        let store = db.store_with(db.options()).await;
+        store.migrate().await.unwrap();
+        store
+            .create_login(&granted("l1", "h1", "r1", Some("app")))
+            .await
+            .unwrap();
+        let app = ClientId::new("app");
+        let RefreshRotation::Rotated(rotated) = store
+            .rotate_refresh(&h("r1"), &h("r2"), Some(&app), at(1))
+            .await
+            .unwrap()
+        else {
+            panic!("not rotated")
+        };
+        // Back to a version-2 database: the retired hash listed in the record, no flag.
+        db.admin
+            .batch_execute(&format!(
+                "UPDATE {logins} SET record = jsonb_set(record, '{{refresh,retired}}',
+                     jsonb_build_array('{r1}'::text));
+                 ALTER TABLE {hashes} DROP COLUMN retired_refresh;
+                 DELETE FROM {migrations} WHERE version = 3;",
+                logins = db.table("fhirgate_logins"),
+                hashes = db.table("fhirgate_login_hashes"),
+                migrations = db.table("fhirgate_migrations"),
+                r1 = h("r1").to_base64(),
+            ))
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        // The old token is still recognised as reuse, and the record lost its list.
+        assert_eq!(
+            store
+                .rotate_refresh(&h("r1"), &h("r3"), Some(&app), at(2))
+                .await
+                .unwrap(),
+            RefreshRotation::Reused(rotated.clone())
+        );
+        let raw: String = db
+            .admin
+            .query_one(
+                &format!(
+                    "SELECT record::text FROM {} WHERE id = 'l1'",
+                    db.table("fhirgate_logins")
+                ),
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(!raw.contains("retired"), "{raw}");
         db.finish().await;
     }
 }

@@ -111,7 +111,10 @@ impl PkceMethod {
 }
 
 /// What the client asked for when the login started; fixed for the login's life.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// `Debug` shows whether `nonce` and `state` are set, not their values: both bind responses
+/// to one browser session and have no place in logs.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoginParams {
     /// The OAuth client, if any (Medplum's own app logs in without one).
     pub client: Option<ClientId>,
@@ -136,6 +139,25 @@ pub struct LoginParams {
     /// The client's OAuth `state`, for a redirect fhirgate makes itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
+}
+
+impl fmt::Debug for LoginParams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redacted = |v: &Option<String>| v.as_ref().map(|_| "<redacted>");
+        f.debug_struct("LoginParams")
+            .field("client", &self.client)
+            .field("project", &self.project)
+            .field("redirect_uri", &self.redirect_uri)
+            .field("scope", &self.scope)
+            .field("nonce", &redacted(&self.nonce))
+            .field("code_challenge", &self.code_challenge)
+            .field("profile_type", &self.profile_type)
+            .field("launch", &self.launch)
+            .field("remote_address", &self.remote_address)
+            .field("user_agent", &self.user_agent)
+            .field("state", &redacted(&self.state))
+            .finish()
+    }
 }
 
 /// An issued authorization code, stored as its hash.
@@ -244,18 +266,28 @@ pub struct LoginRecord {
     /// The session login this grant was created from by single sign-on, if any.
     #[serde(default)]
     pub parent: Option<LoginId>,
+    /// SHA-256 of the browser binding of an external sign-in: the value of the `__Host-`
+    /// cookie set in the browser that started it. The provider's callback and the hand-off
+    /// back to the sign-in page are accepted only from that browser.
+    #[serde(default)]
+    pub browser: Option<SecretHash>,
+    /// Set while the login is handed to the browser through a URL (after an identity
+    /// provider's callback): until this instant it can be picked up once, by the browser
+    /// that holds the binding, and resumed in no other way.
+    #[serde(default, with = "time::serde::timestamp::option")]
+    pub handoff_until: Option<OffsetDateTime>,
     /// Revoked logins can never be resumed, redeemed or refreshed.
     pub revoked: bool,
 }
 
-/// A login's refresh-token family: one current token, every earlier one remembered so that
-/// presenting it again is recognised as reuse (and revokes the family).
+/// A login's refresh-token family: the current token. Every earlier one is remembered by the
+/// store beside the record (not in it, so the record stays small and a rotation writes one
+/// hash, not the family's history), so that presenting it again is recognised as reuse and
+/// revokes the family.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RefreshState {
     /// SHA-256 of the current refresh token.
     pub current: SecretHash,
-    /// SHA-256 of every rotated-out token of this family.
-    pub retired: Vec<SecretHash>,
     /// The family's absolute end: no rotation extends it.
     #[serde(with = "time::serde::timestamp")]
     pub expires_at: OffsetDateTime,
@@ -305,6 +337,8 @@ impl LoginRecord {
             refresh: None,
             session: None,
             parent: None,
+            browser: None,
+            handoff_until: None,
             revoked: false,
         }
     }

@@ -54,6 +54,9 @@ struct LoginData {
     /// Every secret hash a login can be found by (handle, code, refresh tokens, session),
     /// each pointing at its login. Hashes of 256-bit secrets never collide across kinds.
     by_hash: HashMap<SecretHash, LoginId>,
+    /// Rotated-out refresh tokens, each pointing at its family's login: kept beside the
+    /// records, never rewritten, gone with their login.
+    retired: HashMap<SecretHash, LoginId>,
 }
 
 #[derive(Default, Clone, PartialEq, Eq, Debug)]
@@ -113,6 +116,13 @@ impl MemoryStore {
     /// Number of stored logins (for tests and diagnostics).
     pub fn login_count(&self) -> usize {
         self.logins().logins.len()
+    }
+
+    /// Number of stored single-use claims, watermarks and attempt counters (for tests and
+    /// diagnostics: what anonymous requests made the store keep).
+    pub fn once_count(&self) -> usize {
+        let data = self.once();
+        data.claims.len() + data.watermarks.len() + data.counters.len()
     }
 
     fn dir(&self) -> RwLockReadGuard<'_, DirectoryData> {
@@ -325,18 +335,15 @@ fn hashes(record: &LoginRecord) -> impl Iterator<Item = SecretHash> + '_ {
     std::iter::once(record.handle_hash)
         .chain(record.code.as_ref().map(|c| c.hash))
         .chain(record.session.as_ref().map(|s| s.hash))
-        .chain(
-            record
-                .refresh
-                .iter()
-                .flat_map(|r| std::iter::once(r.current).chain(r.retired.iter().copied())),
-        )
+        .chain(record.refresh.as_ref().map(|r| r.current))
 }
 
 impl LoginData {
     /// A hash of `record` that already points at another login.
     fn clash(&self, record: &LoginRecord) -> bool {
-        hashes(record).any(|h| self.by_hash.get(&h).is_some_and(|id| *id != record.id))
+        hashes(record).any(|h| {
+            self.by_hash.get(&h).is_some_and(|id| *id != record.id) || self.retired.contains_key(&h)
+        })
     }
 
     fn unindex(&mut self, record: &LoginRecord) {
@@ -370,7 +377,8 @@ impl LoginStore for MemoryStore {
     async fn create_login(&self, record: &LoginRecord) -> Result<(), StoreError> {
         let mut data = self.logins();
         if data.logins.contains_key(&record.id)
-            || hashes(record).any(|h| data.by_hash.contains_key(&h))
+            || hashes(record)
+                .any(|h| data.by_hash.contains_key(&h) || data.retired.contains_key(&h))
         {
             return Err(StoreError::Conflict(format!("login {} exists", record.id)));
         }
@@ -453,11 +461,13 @@ impl LoginStore for MemoryStore {
         now: OffsetDateTime,
     ) -> Result<RefreshRotation, StoreError> {
         let mut data = self.logins();
-        if data.by_hash.contains_key(next) {
+        if data.by_hash.contains_key(next) || data.retired.contains_key(next) {
             return Err(StoreError::Conflict("secret hash exists".to_owned()));
         }
-        let Some(id) = data.by_hash.get(presented).cloned() else {
-            return Ok(RefreshRotation::Unknown);
+        let (id, retired) = match (data.by_hash.get(presented), data.retired.get(presented)) {
+            (Some(id), _) => (id.clone(), false),
+            (None, Some(id)) => (id.clone(), true),
+            (None, None) => return Ok(RefreshRotation::Unknown),
         };
         let Some(record) = data.logins.get_mut(&id) else {
             return Ok(RefreshRotation::Unknown);
@@ -468,7 +478,7 @@ impl LoginStore for MemoryStore {
         if record.revoked || record.params.client.as_ref() != client {
             return Ok(RefreshRotation::Unknown);
         }
-        if family.retired.iter().any(|h| h.ct_eq(presented)) {
+        if retired {
             return Ok(RefreshRotation::Reused(record.clone()));
         }
         if !family.current.ct_eq(presented) {
@@ -477,10 +487,12 @@ impl LoginStore for MemoryStore {
         if now >= family.expires_at {
             return Ok(RefreshRotation::Expired);
         }
-        family.retired.push(family.current);
+        let old = family.current;
         family.current = *next;
         record.version = record.version.saturating_add(1);
         let updated = record.clone();
+        data.by_hash.remove(&old);
+        data.retired.insert(old, id.clone());
         data.by_hash.insert(*next, id);
         Ok(RefreshRotation::Rotated(updated))
     }
@@ -490,13 +502,12 @@ impl LoginStore for MemoryStore {
         token: &SecretHash,
     ) -> Result<Option<LoginRecord>, StoreError> {
         let data = self.logins();
+        if let Some(id) = data.retired.get(token) {
+            return Ok(data.logins.get(id).filter(|r| r.refresh.is_some()).cloned());
+        }
         Ok(data
             .find(token)
-            .filter(|r| {
-                r.refresh.as_ref().is_some_and(|f| {
-                    f.current.ct_eq(token) || f.retired.iter().any(|h| h.ct_eq(token))
-                })
-            })
+            .filter(|r| r.refresh.as_ref().is_some_and(|f| f.current.ct_eq(token)))
             .cloned())
     }
 
@@ -559,6 +570,12 @@ impl LoginStore for MemoryStore {
         for record in &dead {
             data.unindex(record);
             data.logins.remove(&record.id);
+        }
+        if !dead.is_empty() {
+            let LoginData {
+                logins, retired, ..
+            } = &mut *data;
+            retired.retain(|_, id| logins.contains_key(id));
         }
         Ok(dead.len() as u64)
     }

@@ -10,7 +10,8 @@
 //!   stage, revoked, code and refresh state, deadlines). Every secret hash a login can be found
 //!   by (handle, code, session, current and retired refresh tokens) also has a row in
 //!   `fhirgate_login_hashes`, whose primary key keeps hashes unique across logins exactly like
-//!   the in-memory index. The SQL is embedded from `migrations/` and applied by
+//!   the in-memory index; retired refresh hashes live only there (`retired_refresh`), so a
+//!   rotation writes one row, never the family's history. The SQL is embedded from `migrations/` and applied by
 //!   [`PgStore::migrate`].
 //! * **Atomicity.** Every trait operation that decides something is *one SQL statement*: a
 //!   conditional `UPDATE … WHERE version = $n … RETURNING`, an `INSERT … ON CONFLICT DO UPDATE
@@ -90,6 +91,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 2,
         name: "membership_external_id",
         sql: include_str!("../../migrations/0002_membership_external_id.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "retired_refresh_hashes",
+        sql: include_str!("../../migrations/0003_retired_refresh_hashes.sql"),
     },
 ];
 
@@ -486,12 +492,7 @@ impl<'a> LoginColumns<'a> {
         let mut hashes: Vec<&[u8]> = std::iter::once(&record.handle_hash)
             .chain(record.code.as_ref().map(|c| &c.hash))
             .chain(record.session.as_ref().map(|s| &s.hash))
-            .chain(
-                record
-                    .refresh
-                    .iter()
-                    .flat_map(|r| std::iter::once(&r.current).chain(r.retired.iter())),
-            )
+            .chain(record.refresh.as_ref().map(|r| &r.current))
             .map(hash_param)
             .collect();
         hashes.sort_unstable();
@@ -805,7 +806,7 @@ WITH u AS (
 ),
 gone AS (
     DELETE FROM fhirgate_login_hashes h USING u
-    WHERE h.login_id = u.id AND h.hash <> ALL ($18::bytea[])
+    WHERE h.login_id = u.id AND h.hash <> ALL ($18::bytea[]) AND NOT h.retired_refresh
 ),
 added AS (
     INSERT INTO fhirgate_login_hashes (hash, login_id)
@@ -834,26 +835,29 @@ const ROTATE_REFRESH: &str = "
 WITH u AS (
     UPDATE fhirgate_logins
     SET refresh_hash = $2::bytea, version = version + 1,
-        record = jsonb_set(jsonb_set(jsonb_set(record,
-            '{refresh,retired}',
-                COALESCE(record #> '{refresh,retired}', '[]'::jsonb) || jsonb_build_array($5::text)),
-            '{refresh,current}', to_jsonb($6::text)),
+        record = jsonb_set(jsonb_set(record,
+            '{refresh,current}', to_jsonb($5::text)),
             '{version}', to_jsonb(version + 1))
     WHERE refresh_hash = $1 AND NOT revoked AND client_id IS NOT DISTINCT FROM $3::text
         AND refresh_expires_at > $4
     RETURNING id, record::text AS record
+),
+retired AS (
+    UPDATE fhirgate_login_hashes h SET retired_refresh = true FROM u
+    WHERE h.hash = $1 AND h.login_id = u.id
 ),
 added AS (
     INSERT INTO fhirgate_login_hashes (hash, login_id) SELECT $2::bytea, u.id FROM u
 )
 SELECT record FROM u";
 
-/// Why `rotate_refresh` changed nothing: is `next` taken, and the login `presented` is a
-/// hash of (if any).
+/// Why `rotate_refresh` changed nothing: is `next` taken, the login `presented` is a hash of
+/// (if any), and whether it is a rotated-out refresh token of that login.
 const ROTATE_REFUSAL: &str = "
 SELECT EXISTS (SELECT 1 FROM fhirgate_login_hashes WHERE hash = $2),
        (SELECT l.record::text FROM fhirgate_login_hashes h
-        JOIN fhirgate_logins l ON l.id = h.login_id WHERE h.hash = $1)";
+        JOIN fhirgate_logins l ON l.id = h.login_id WHERE h.hash = $1),
+       COALESCE((SELECT retired_refresh FROM fhirgate_login_hashes WHERE hash = $1), false)";
 
 const REVOKE_SET: &str = "revoked = true, version = version + 1,
     record = jsonb_set(jsonb_set(record, '{revoked}', 'true'), '{version}', to_jsonb(version + 1))";
@@ -1001,7 +1005,6 @@ impl LoginStore for PgStore {
                     &hash_param(next),
                     &client_id,
                     &pg_time(now),
-                    &presented.to_base64(),
                     &next.to_base64(),
                 ],
             )
@@ -1021,6 +1024,7 @@ impl LoginStore for PgStore {
             return Err(StoreError::Conflict("secret hash exists".to_owned()));
         }
         let text: Option<String> = column(&row, 1)?;
+        let retired: bool = column(&row, 2)?;
         let Some(text) = text else {
             return Ok(RefreshRotation::Unknown);
         };
@@ -1038,7 +1042,7 @@ impl LoginStore for PgStore {
         if record.revoked || record.params.client.as_ref() != client {
             return Ok(RefreshRotation::Unknown);
         }
-        if family.retired.iter().any(|h| h.ct_eq(presented)) {
+        if retired {
             return Ok(RefreshRotation::Reused(record));
         }
         if !family.current.ct_eq(presented) {
@@ -1059,8 +1063,8 @@ impl LoginStore for PgStore {
             "SELECT l.record::text FROM fhirgate_login_hashes h
              JOIN fhirgate_logins l ON l.id = h.login_id
              WHERE h.hash = $1
-               AND (l.refresh_hash = $1 OR (l.record #> '{refresh,retired}') ? $2)",
-            &[&hash_param(token), &token.to_base64()],
+               AND (l.refresh_hash = $1 OR h.retired_refresh)",
+            &[&hash_param(token)],
         )
         .await
     }
