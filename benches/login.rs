@@ -62,7 +62,7 @@ async fn setup(hasher: Option<Arc<dyn PasswordHasher>>) -> Setup {
     let store = MemoryStore::new();
     let clock = Arc::new(ManualClock::at_unix(1_795_860_000));
     let mut config = Config::default();
-    config.throttle.attempts_per_account = u32::MAX;
+    config.throttle = fhirgate::config::ThrottleConfig::off();
     let mut builder = Engine::builder()
         .store(store.clone())
         .clock(clock.clone())

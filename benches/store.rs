@@ -57,7 +57,7 @@ impl PasswordHasher for NoHash {
 async fn engine<S: Directory + LoginStore + OnceStore + 'static>(store: S) -> Engine {
     let mut config = Config::default();
     config.oauth.issuer = "https://auth.example.org".into();
-    config.throttle.attempts_per_account = u32::MAX;
+    config.throttle = fhirgate::config::ThrottleConfig::off();
     let engine = Engine::builder()
         .store(store)
         .config(config)

@@ -185,6 +185,15 @@ impl OAuthConfig {
                 return Err(ConfigError(format!("oauth.{name} must be positive")));
             }
         }
+        if let Some(bound) = self.verify_cache
+            && (bound <= Duration::ZERO || bound > MAX_VERIFY_CACHE)
+        {
+            return Err(ConfigError(format!(
+                "oauth.verify_cache must be positive and at most {} seconds (it bounds how \
+                 long a revoked grant's tokens keep working)",
+                MAX_VERIFY_CACHE.whole_seconds()
+            )));
+        }
         if self.leeway < Duration::ZERO || self.leeway > Duration::minutes(5) {
             return Err(ConfigError(
                 "oauth.leeway must be between 0 and 5 minutes".to_owned(),
@@ -207,6 +216,9 @@ pub struct TotpConfig {
     pub attempts_per_user: u32,
     /// The attempt window (default 15 minutes).
     pub attempts_window: Duration,
+    /// Code attempts allowed per user per day, across windows (default 30): the per-window
+    /// limit alone would reset into about a thousand guesses a day.
+    pub attempts_per_user_per_day: u32,
 }
 
 impl Default for TotpConfig {
@@ -217,6 +229,7 @@ impl Default for TotpConfig {
             attempts_per_login: 5,
             attempts_per_user: 10,
             attempts_window: Duration::minutes(15),
+            attempts_per_user_per_day: 30,
         }
     }
 }
@@ -231,7 +244,10 @@ impl TotpConfig {
                 "totp.issuer must be non-empty and contain no ':'".to_owned(),
             ));
         }
-        if self.attempts_per_login == 0 || self.attempts_per_user == 0 {
+        if self.attempts_per_login == 0
+            || self.attempts_per_user == 0
+            || self.attempts_per_user_per_day == 0
+        {
             return Err(ConfigError(
                 "totp attempt limits must be at least 1".to_owned(),
             ));
@@ -245,40 +261,81 @@ impl TotpConfig {
     }
 }
 
-/// Failed-password throttling, counted in the store so it holds across server instances.
+/// Password throttling, counted in the store so it holds across server instances (see
+/// [`crate::credential::throttle`] for how the three limits work together).
 ///
-/// Attempts are counted per account (the email within the login's scope, whether or not the
-/// account exists, so throttling reveals nothing) before the hash is checked, and forgotten
-/// after a success. The window ends by itself: throttling slows an attacker down but never
-/// locks the owner out for longer than one window.
+/// The defaults follow NIST 800-63B §5.2.2 without enabling malicious lockout: a source gets
+/// 10 attempts per account per 15 minutes; an account's failures beyond 10 since its last
+/// success slow each failing address down exponentially (1 s doubling, at most 5 minutes),
+/// never the owner's first attempt from an address of their own; and one address may try 160
+/// passwords a minute across all accounts (Medplum's auth rate limit).
 #[derive(Debug, Clone)]
 pub struct ThrottleConfig {
-    /// Password attempts per account per window (default 100, NIST 800-63B §5.2.2).
-    pub attempts_per_account: u32,
-    /// Password attempts per client address per window; `None` (the default) disables the
-    /// per-address limit, which would otherwise throttle whole hospitals behind one NAT.
-    pub attempts_per_address: Option<u32>,
-    /// The window (default 1 hour).
+    /// Password attempts per account and client address per [`window`](Self::window)
+    /// (default 10).
+    pub attempts_per_account_source: u32,
+    /// The window of the per-account-and-address limit (default 15 minutes).
     pub window: Duration,
+    /// Failures of an account (since its last success, from anywhere) before back-off starts
+    /// (default 10).
+    pub backoff_after: u32,
+    /// The first back-off delay; it doubles with each further failure (default 1 s).
+    pub backoff_base: Duration,
+    /// The longest back-off delay (default 5 minutes).
+    pub backoff_max: Duration,
+    /// Password attempts per client address across all accounts per
+    /// [`address_window`](Self::address_window); `None` switches the limit off (default
+    /// 160).
+    pub attempts_per_address: Option<u32>,
+    /// The window of the per-address limit (default 1 minute).
+    pub address_window: Duration,
+    /// External sign-ins a client address may start per
+    /// [`address_window`](Self::address_window) (each stores a login for a few minutes
+    /// before anyone has authenticated); `None` switches the limit off (default 30).
+    pub external_starts_per_address: Option<u32>,
 }
 
 impl Default for ThrottleConfig {
     fn default() -> Self {
         Self {
-            attempts_per_account: 100,
-            attempts_per_address: None,
-            window: Duration::hours(1),
+            attempts_per_account_source: 10,
+            window: Duration::minutes(15),
+            backoff_after: 10,
+            backoff_base: Duration::seconds(1),
+            backoff_max: Duration::minutes(5),
+            attempts_per_address: Some(160),
+            address_window: Duration::minutes(1),
+            external_starts_per_address: Some(30),
         }
     }
 }
 
 impl ThrottleConfig {
+    /// No throttling at all: for benchmarks and load tests, never for a server.
+    pub fn off() -> Self {
+        Self {
+            attempts_per_account_source: u32::MAX,
+            backoff_after: u32::MAX,
+            attempts_per_address: None,
+            external_starts_per_address: None,
+            ..Self::default()
+        }
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
-        if self.attempts_per_account == 0 || self.attempts_per_address == Some(0) {
+        if self.attempts_per_account_source == 0
+            || self.attempts_per_address == Some(0)
+            || self.external_starts_per_address == Some(0)
+        {
             return Err(ConfigError("throttle limits must be at least 1".to_owned()));
         }
-        if self.window <= Duration::ZERO {
-            return Err(ConfigError("throttle.window must be positive".to_owned()));
+        if self.window <= Duration::ZERO || self.address_window <= Duration::ZERO {
+            return Err(ConfigError("throttle windows must be positive".to_owned()));
+        }
+        if self.backoff_base <= Duration::ZERO || self.backoff_max < self.backoff_base {
+            return Err(ConfigError(
+                "throttle.backoff_base must be positive and at most backoff_max".to_owned(),
+            ));
         }
         Ok(())
     }
@@ -288,3 +345,6 @@ impl ThrottleConfig {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid configuration: {0}")]
 pub struct ConfigError(pub String);
+
+/// The longest staleness bound [`OAuthConfig::verify_cache`] accepts.
+pub const MAX_VERIFY_CACHE: Duration = Duration::minutes(15);

@@ -99,7 +99,15 @@ pub(crate) async fn check_totp(
     if let Some(key) = &login_key {
         caps.insert(0, (key.clone(), config.attempts_per_login));
     }
-    if let Some(retry_after) = take_attempts(once, &caps, config.attempts_window, now).await? {
+    let daily = [(
+        OnceKey::new("mfa-user-day", user.as_str()),
+        config.attempts_per_user_per_day,
+    )];
+    let limited = match take_attempts(once, &caps, config.attempts_window, now).await? {
+        Some(retry_after) => Some(retry_after),
+        None => take_attempts(once, &daily, time::Duration::days(1), now).await?,
+    };
+    if let Some(retry_after) = limited {
         engine.audit(
             AuditKind::SecondFactorRejected {
                 reason: SecondFactorFailure::TooManyAttempts,
@@ -140,7 +148,7 @@ pub(crate) async fn check_totp(
         );
         return Err(TotpFailure::Wrong);
     }
-    for (key, _) in &caps {
+    for (key, _) in caps.iter().chain(&daily) {
         once.clear_attempts(key).await?;
     }
     Ok(())

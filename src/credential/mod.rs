@@ -5,11 +5,14 @@
 //!   detection, caps on stored parameters).
 //! - [`totp`]: RFC 6238 secrets, `otpauth://` URIs and code checks that return the matched
 //!   time step for the caller's replay guard.
+//! - [`throttle`]: password attempt limits per address, per account and address, and
+//!   per-account back-off.
 //! - [`qr`]: QR codes of enrolment URIs as PNG data URLs (Medplum's `enrollQrCode`).
 
 pub mod password;
 mod pool;
 pub mod qr;
+pub mod throttle;
 pub mod totp;
 
 pub use password::{
