@@ -80,8 +80,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let login = match login.method("Jane.Doe@Riverside.example").await? {
         Method::Password(login) => login,
-        Method::External(redirect) => {
-            return Err(format!("unexpected provider: {}", redirect.authorize_url).into());
+        Method::External { domain, .. } => {
+            return Err(format!("unexpected provider for {domain:?}").into());
         }
     };
     println!("2. method      password (no identity provider for riverside.example)");

@@ -583,6 +583,9 @@ struct SeedMembership {
     /// The subject an identity provider with `useSubject` knows the member by.
     #[serde(default)]
     external_id: Option<String>,
+    /// That provider's issuer (a subject matches only together with it).
+    #[serde(default)]
+    external_issuer: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -611,6 +614,9 @@ struct SeedClient {
     /// The client's own identity provider (every login through it, and token exchange).
     #[serde(default)]
     identity_provider: Option<SeedIdentityProvider>,
+    /// The project's own application: its tokens may manage the account.
+    #[serde(default)]
+    first_party: bool,
 }
 
 #[derive(Deserialize)]
@@ -642,6 +648,12 @@ struct SeedIdentityProvider {
     scope: Option<String>,
     #[serde(default)]
     access_token_audiences: Vec<String>,
+    /// The provider sends RFC 9207 `iss` in its authorization responses.
+    #[serde(default)]
+    iss_parameter_supported: bool,
+    /// RFC 7662 introspection, for exchanging opaque access tokens.
+    #[serde(default)]
+    introspection_url: Option<Url>,
 }
 
 impl SeedIdentityProvider {
@@ -660,6 +672,8 @@ impl SeedIdentityProvider {
                 .scope
                 .unwrap_or_else(|| "openid profile email".to_owned()),
             access_token_audiences: self.access_token_audiences,
+            iss_parameter_supported: self.iss_parameter_supported,
+            introspection_url: self.introspection_url,
         }
     }
 }
@@ -791,7 +805,7 @@ fn builtin_seed(issuer: &str) -> Result<Seed, serde_json::Error> {
         "clients": [
             {
                 "id": SPA_CLIENT, "project": "demo", "name": "Demo single-page app",
-                "authMethod": "none", "pkce": "required",
+                "authMethod": "none", "pkce": "required", "firstParty": true,
                 "redirectUris": [callback],
                 "allowedScopes": "openid fhirUser profile email offline_access patient/*.rs user/*.rs"
             },
@@ -1066,6 +1080,7 @@ async fn load_seed(engine: &Engine, seed: Seed) -> Result<Summary, String> {
         client.jwks = c.jwks;
         client.jwks_uri = c.jwks_uri;
         client.identity_provider = c.identity_provider.map(SeedIdentityProvider::into_provider);
+        client.first_party = c.first_party;
         directory
             .put_client(&client)
             .await
@@ -1145,6 +1160,7 @@ async fn load_seed(engine: &Engine, seed: Seed) -> Result<Summary, String> {
         membership.admin = m.admin;
         membership.access_policy = m.access_policy.as_deref().map(AccessPolicyId::new);
         membership.external_id = m.external_id;
+        membership.external_issuer = m.external_issuer;
         directory
             .put_membership(&membership)
             .await
@@ -1314,6 +1330,9 @@ const SIGN_IN_SCRIPT: &str = r#"
   const $ = (id) => document.getElementById(id);
   const steps = ['password-form', 'totp-form', 'profile-form', 'done'];
   let login = null;
+  // The login request of the last sign-in attempt (without the email and password): sent on
+  // to the identity provider start route when the account signs in elsewhere.
+  let loginRequest = null;
   let totpPath = '/auth/mfa/verify';
   // Without a client the page is its own app (as Medplum's app is): it makes the PKCE pair and
   // redeems the code itself.
@@ -1393,9 +1412,12 @@ const SIGN_IN_SCRIPT: &str = r#"
     }
     if (Array.isArray(data.memberships)) return choose(data.memberships);
     const external = httpUrl(data.authorizeUrl || '');
-    if (external) {
-      // The provider sends the browser back here with `login`; keep our PKCE verifier.
+    if (external && external.origin === window.location.origin) {
+      // Our start route: it creates the login from this request, binds it to this browser
+      // and sends us to the provider, which sends us back here with a one-time `login`.
+      // Keep our PKCE verifier for then.
       if (ownVerifier) sessionStorage.setItem('fhirgate-verifier', ownVerifier);
+      external.searchParams.set('state', JSON.stringify(loginRequest || {}));
       window.location.assign(external.href);
       return;
     }
@@ -1527,6 +1549,8 @@ const SIGN_IN_SCRIPT: &str = r#"
       body.codeChallenge = pair.challenge;
       body.codeChallengeMethod = 'S256';
     }
+    const { email, password, ...request } = body;
+    loginRequest = request;
     post('/auth/login', body);
   });
 
@@ -1543,7 +1567,8 @@ const SIGN_IN_SCRIPT: &str = r#"
     if (chosen) post('/auth/profile', { login, profile: chosen.value });
   });
 
-  // Back from an identity provider: continue the login where it stands.
+  // Back from an identity provider with a one-time reference: this browser (it holds the
+  // binding cookie) picks the login up, once, and continues where it stands.
   const returning = q.get('login');
   if (returning) {
     login = returning;

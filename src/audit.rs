@@ -86,6 +86,10 @@ pub enum AuditKind {
         error: String,
         /// The error description answered (never a secret).
         description: String,
+        /// For a `server_error`, what failed inside the server (the answer only says that
+        /// something did).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
     },
 }
 

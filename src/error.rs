@@ -192,6 +192,12 @@ pub enum RequestError {
         /// The stage the login is in.
         found: StageTag,
     },
+    /// The login's code was issued: nothing more comes from its handle.
+    #[error("Login already granted")]
+    AlreadyGranted,
+    /// The login waits for an external identity provider's callback.
+    #[error("Login is waiting for the identity provider")]
+    WaitingForProvider,
     /// Another request changed the login first; start the step again.
     #[error("Login was changed by a concurrent request; retry")]
     Conflict,
@@ -257,6 +263,8 @@ impl RequestError {
             | RequestError::LoginExpired
             | RequestError::LoginRevoked
             | RequestError::WrongStage { .. }
+            | RequestError::AlreadyGranted
+            | RequestError::WaitingForProvider
             | RequestError::Conflict => "login",
             RequestError::ProfileNotFound | RequestError::InvalidProfile => "profile",
             RequestError::AlreadyEnrolled

@@ -182,34 +182,184 @@ async fn totp_brute_force_is_capped_per_user_across_logins() {
     login.totp(&f.totp_now(0)).await.unwrap();
 }
 
+/// A login request for alice's account from `address`.
+fn from(f: &Fixture, address: &str) -> fhirgate::LoginRequest {
+    let mut request = f.request();
+    request.remote_address = Some(address.parse().unwrap());
+    request
+}
+
 #[tokio::test]
-async fn password_guessing_is_throttled_per_account_even_with_the_right_password() {
+async fn password_guessing_is_throttled_per_account_and_source_even_with_the_right_password() {
     let f = Fixture::new().await;
-    for _ in 0..100 {
+    let attacker = "203.0.113.7";
+    for _ in 0..10 {
         assert_eq!(
-            text(f.password("alice@example.org", "not the password").await),
+            text(
+                f.password_with(from(&f, attacker), "alice@example.org", "not the password")
+                    .await
+            ),
             "Email or password is invalid"
         );
     }
     let before = f.hasher.verifies.load(Ordering::SeqCst);
-    let err = f.password("alice@example.org", PASSWORD).await.unwrap_err();
+    let err = f
+        .password_with(from(&f, attacker), "alice@example.org", PASSWORD)
+        .await
+        .unwrap_err();
     assert!(matches!(err, LoginError::Throttled { .. }));
     // Refused before hashing: a flood costs the server nothing.
     assert_eq!(f.hasher.verifies.load(Ordering::SeqCst), before);
     // Unknown accounts throttle the same way, so throttling reveals nothing.
-    for _ in 0..100 {
-        f.password("ghost@example.org", "not the password")
+    for _ in 0..10 {
+        f.password_with(from(&f, attacker), "ghost@example.org", "not the password")
             .await
             .unwrap_err();
     }
     assert!(matches!(
-        f.password("ghost@example.org", PASSWORD).await,
+        f.password_with(from(&f, attacker), "ghost@example.org", PASSWORD)
+            .await,
         Err(LoginError::Throttled { .. })
     ));
-    // Another account is unaffected, and the window ends by itself.
-    expect_profile(f.password("frank@example.org", PASSWORD).await.unwrap());
-    f.clock.advance(time::Duration::hours(1));
-    expect_profile(f.password("alice@example.org", PASSWORD).await.unwrap());
+    // The window ends by itself.
+    f.clock.advance(time::Duration::minutes(15));
+    expect_profile(
+        f.password_with(from(&f, attacker), "alice@example.org", PASSWORD)
+            .await
+            .unwrap(),
+    );
+}
+
+#[tokio::test]
+async fn an_attacker_cannot_lock_the_owner_out_by_failing_passwords() {
+    // Medplum's and our old per-account limit: 100 wrong passwords an hour from anyone, and
+    // the owner's right password was refused for the rest of the hour.
+    let f = Fixture::new().await;
+    for i in 0..10 {
+        let attacker = format!("203.0.113.{i}");
+        for _ in 0..10 {
+            f.password_with(from(&f, &attacker), "alice@example.org", "not the password")
+                .await
+                .unwrap_err();
+        }
+    }
+    // The owner, from an address of their own, signs in at once.
+    expect_profile(
+        f.password_with(from(&f, "198.51.100.20"), "alice@example.org", PASSWORD)
+            .await
+            .unwrap(),
+    );
+    // A project-scoped attempt is the same account, not a fresh bucket.
+    let mut scoped = from(&f, "203.0.113.0");
+    scoped.project_id = Some("p1".into());
+    assert!(matches!(
+        f.password_with(scoped, "alice@example.org", "not the password")
+            .await,
+        Err(LoginError::Throttled { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_distributed_guesser_slows_down_exponentially_per_address() {
+    let f = Fixture::new().await;
+    // Ten free failures from ten addresses: no back-off yet.
+    for i in 0..10 {
+        let err = f
+            .password_with(
+                from(&f, &format!("203.0.113.{i}")),
+                "alice@example.org",
+                "not the password",
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, LoginError::Credentials(_)), "{err}");
+    }
+    // From then on each failing address waits 1 s, 2 s, 4 s … before its next attempt.
+    let guess = |address: &'static str| {
+        let f = &f;
+        async move {
+            f.password_with(from(f, address), "alice@example.org", "not the password")
+                .await
+                .unwrap_err()
+        }
+    };
+    assert!(matches!(
+        guess("203.0.113.50").await,
+        LoginError::Credentials(_)
+    ));
+    assert!(matches!(
+        guess("203.0.113.50").await,
+        LoginError::Throttled { .. }
+    ));
+    f.clock.advance(time::Duration::seconds(1));
+    assert!(matches!(
+        guess("203.0.113.50").await,
+        LoginError::Credentials(_)
+    ));
+    f.clock.advance(time::Duration::seconds(1));
+    assert!(matches!(
+        guess("203.0.113.50").await,
+        LoginError::Throttled { .. }
+    ));
+    f.clock.advance(time::Duration::seconds(1));
+    assert!(matches!(
+        guess("203.0.113.50").await,
+        LoginError::Credentials(_)
+    ));
+    // Another address is not slowed by this one's slot, but by the account's count.
+    assert!(matches!(
+        guess("203.0.113.51").await,
+        LoginError::Credentials(_)
+    ));
+    assert!(matches!(
+        guess("203.0.113.51").await,
+        LoginError::Throttled { .. }
+    ));
+    // A success clears the account's failures.
+    expect_profile(
+        f.password_with(from(&f, "198.51.100.20"), "alice@example.org", PASSWORD)
+            .await
+            .unwrap(),
+    );
+    assert!(matches!(
+        guess("203.0.113.52").await,
+        LoginError::Credentials(_)
+    ));
+    assert!(matches!(
+        guess("203.0.113.52").await,
+        LoginError::Credentials(_)
+    ));
+}
+
+#[tokio::test]
+async fn one_address_cannot_make_the_store_keep_a_counter_for_every_email() {
+    let f = Fixture::new().await;
+    let address = "203.0.113.99";
+    for i in 0..160 {
+        f.password_with(
+            from(&f, address),
+            &format!("nobody{i}@example.org"),
+            "not the password",
+        )
+        .await
+        .unwrap_err();
+    }
+    let stored = f.store.once_count();
+    let before = f.hasher.verifies.load(Ordering::SeqCst);
+    for i in 160..400 {
+        assert!(matches!(
+            f.password_with(
+                from(&f, address),
+                &format!("nobody{i}@example.org"),
+                "not the password",
+            )
+            .await,
+            Err(LoginError::Throttled { .. })
+        ));
+    }
+    // Nothing more was stored or hashed for the refused ones.
+    assert_eq!(f.store.once_count(), stored);
+    assert_eq!(f.hasher.verifies.load(Ordering::SeqCst), before);
 }
 
 #[tokio::test]
@@ -501,4 +651,68 @@ async fn revoked_login_cannot_continue() {
         text(login.choose(&MembershipId::new("m-alice")).await),
         "Login was changed by a concurrent request; retry"
     );
+}
+
+#[tokio::test]
+async fn totp_guessing_is_capped_per_day_not_only_per_window() {
+    // Ten guesses per 15-minute window reset into about a thousand a day.
+    let f = Fixture::new().await;
+    for window in 0..3 {
+        for _ in 0..10 {
+            let login =
+                expect_second_factor(f.password("bob@example.org", PASSWORD).await.unwrap());
+            assert_eq!(
+                text(login.totp("000000").await),
+                "Invalid MFA token",
+                "window {window}"
+            );
+        }
+        f.clock.advance(time::Duration::minutes(15));
+    }
+    // A fresh window, but the day's thirty are spent: even the right code waits.
+    let login = expect_second_factor(f.password("bob@example.org", PASSWORD).await.unwrap());
+    assert!(matches!(
+        login.totp(&f.totp_now(0)).await,
+        Err(LoginError::Throttled { .. })
+    ));
+    f.clock.advance(time::Duration::days(1));
+    let login = expect_second_factor(f.password("bob@example.org", PASSWORD).await.unwrap());
+    login.totp(&f.totp_now(0)).await.unwrap();
+}
+
+#[test]
+fn login_params_debug_shows_no_state_or_nonce() {
+    let params = fhirgate::model::LoginParams {
+        state: Some("client-state-secret-0123".into()),
+        nonce: Some("nonce-secret-4567".into()),
+        scope: "openid".into(),
+        ..Default::default()
+    };
+    let shown = format!("{params:?}");
+    assert!(!shown.contains("client-state-secret-0123"), "{shown}");
+    assert!(!shown.contains("nonce-secret-4567"), "{shown}");
+    assert!(
+        shown.contains("<redacted>") && shown.contains("openid"),
+        "{shown}"
+    );
+}
+
+#[tokio::test]
+async fn an_unusable_verify_cache_setting_is_refused_not_a_panic_later() {
+    // `now - bound` overflowed at the first verification with a huge bound.
+    for bound in [
+        time::Duration::MAX,
+        time::Duration::ZERO,
+        time::Duration::seconds(-5),
+        time::Duration::hours(2),
+    ] {
+        let mut config = config();
+        config.oauth.verify_cache = Some(bound);
+        let built = fhirgate::Engine::builder().config(config).build();
+        let error = built.unwrap_err().to_string();
+        assert!(error.contains("verify_cache"), "{bound}: {error}");
+    }
+    let mut config = config();
+    config.oauth.verify_cache = Some(time::Duration::seconds(30));
+    fhirgate::Engine::builder().config(config).build().unwrap();
 }

@@ -232,9 +232,53 @@ async fn single_sign_on_creates_a_new_grant_and_leaves_the_session_untouched() {
 }
 
 #[tokio::test]
-async fn logout_ends_single_sign_on() {
+async fn single_sign_on_cannot_widen_what_the_session_was_granted() {
+    // Medplum granted requested ∩ client ∩ policy afresh at every silent sign-on, so a user
+    // who narrowed the grant at consent got the wider one back with prompt=none.
     let f = Fixture::new().await;
     let (login, code) = f.code_for("confidential", "openid").await;
+    let cookie = login.sso_session().unwrap().expose().to_owned();
+    assert_eq!(f.redeem("confidential", &code).await.status, 200);
+    let before = f.store.snapshot_logins().len();
+    let q = redirect(
+        &f.engine
+            .authorize(&request(&[("prompt", "none")]), Some(&cookie))
+            .await,
+    );
+    assert_eq!(q["error"], "consent_required");
+    assert_eq!(q["state"], "xyz-state");
+    // Without prompt=none the user is asked again.
+    assert!(matches!(
+        f.engine.authorize(&request(&[]), Some(&cookie)).await,
+        AuthorizeOutcome::SignIn(_)
+    ));
+    // Nothing usable was left behind by the refused attempts: the logins they started are
+    // revoked and hold no code.
+    let after = f.store.snapshot_logins();
+    assert_eq!(after.len(), before + 2);
+    for record in after.iter().filter(|r| r.id != *login.id()) {
+        assert!(record.revoked && record.code.is_none(), "{record:?}");
+    }
+    // Within the session's grant, silent sign-on works.
+    let q = redirect(
+        &f.engine
+            .authorize(
+                &request(&[("prompt", "none"), ("scope", "openid")]),
+                Some(&cookie),
+            )
+            .await,
+    );
+    let tokens = f.redeem("confidential", &q["code"]).await;
+    assert_eq!(tokens.status, 200, "{}", tokens.body);
+    assert_eq!(tokens.body["scope"], "openid");
+}
+
+#[tokio::test]
+async fn logout_ends_single_sign_on() {
+    let f = Fixture::new().await;
+    let (login, code) = f
+        .code_for("confidential", "openid user/Observation.rs")
+        .await;
     let cookie = login.sso_session().unwrap().expose().to_owned();
     f.redeem("confidential", &code).await;
     let q = redirect(
@@ -262,7 +306,9 @@ async fn logout_ends_single_sign_on() {
 #[tokio::test]
 async fn max_age_and_id_token_hint_are_honoured() {
     let f = Fixture::new().await;
-    let (login, code) = f.code_for("confidential", "openid").await;
+    let (login, code) = f
+        .code_for("confidential", "openid user/Observation.rs")
+        .await;
     let cookie = login.sso_session().unwrap().expose().to_owned();
     let tokens = f.redeem("confidential", &code).await;
     let id_token = field(&tokens, "id_token").to_owned();

@@ -51,6 +51,7 @@ async fn sixty_four_logins_racing_with_one_totp_code_yield_exactly_one() {
     // Raise the per-user cap so all 64 really race on the replay guard.
     let mut config = config();
     config.totp.attempts_per_user = 1000;
+    config.totp.attempts_per_user_per_day = 1000;
     let f = Fixture::with_config(config).await;
     let mut handles = Vec::new();
     for _ in 0..TASKS {

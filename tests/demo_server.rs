@@ -776,7 +776,7 @@ async fn seed_file_users_second_factors_and_profiles() {
     let answer = post_json(
         &server,
         "/auth/profile",
-        json!({ "login": handle, "profile": "m-jane-locum" }),
+        json!({ "login": answer["login"], "profile": "m-jane-locum" }),
     )
     .await;
     let tokens = redeem(
@@ -1087,17 +1087,48 @@ async fn federated_sign_in_through_a_seeded_provider() {
     )
     .await;
     assert_eq!(answer["domain"], "partner.test");
-    let at_provider = http()
-        .get(answer["authorizeUrl"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
+    // Our start route, to which the page appends its login request (as Medplum's clients
+    // do); the browser gets its binding cookie there.
+    let mut start = reqwest::Url::parse(answer["authorizeUrl"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        start.as_str(),
+        server.url("/auth/external/start?domain=partner.test")
+    );
+    start.query_pairs_mut().append_pair(
+        "state",
+        &json!({
+            "clientId": "fed-spa",
+            "redirectUri": "https://app.example/cb",
+            "scope": "openid fhirUser user/*.rs",
+            "codeChallenge": CHALLENGE,
+            "codeChallengeMethod": "S256",
+            "state": "app-state-1"
+        })
+        .to_string(),
+    );
+    let started = http().get(start).send().await.unwrap();
+    let binding = started.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(binding.starts_with("__Host-fhirgate-idp="), "{binding}");
+    let at_provider = http().get(location(&started)).send().await.unwrap();
     let back = location(&at_provider);
     assert!(
         back.as_str().starts_with(&server.url("/auth/external?")),
         "{back}"
     );
-    let to_app = location(&http().get(back).send().await.unwrap());
+    let to_app = location(
+        &http()
+            .get(back)
+            .header("cookie", binding)
+            .send()
+            .await
+            .unwrap(),
+    );
     assert!(
         to_app.as_str().starts_with("https://app.example/cb?"),
         "{to_app}"

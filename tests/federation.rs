@@ -21,7 +21,9 @@ use axum::http::{Request, StatusCode, header};
 use common::fake_idp::*;
 use common::*;
 use fhirgate::idp::{ExternalCallback, ExternalError, GoogleSignIn};
-use fhirgate::login::{ExternalRedirect, Login, LoginRequest, Method, Profile, ProfileChoice};
+use fhirgate::login::{
+    ExternalRedirect, Login, LoginRequest, Method, Profile, ProfileChoice, SecondFactor,
+};
 use fhirgate::model::{
     ClientApplication, ClientId, DomainConfiguration, IdentityProvider, ProjectId, TotpState,
 };
@@ -109,7 +111,7 @@ impl Fed {
             .await
             .unwrap()
         {
-            Method::External(redirect) => redirect,
+            Method::External { login, domain } => login.federate(domain.as_deref()).await.unwrap(),
             Method::Password(_) => panic!("{email} should sign in at the provider"),
         }
     }
@@ -134,12 +136,29 @@ impl Fed {
         callback_of(&location)
     }
 
+    /// The browser that started `redirect` at the provider: the callback's query and the
+    /// browser's binding cookie.
+    async fn callback_for(&self, redirect: &ExternalRedirect) -> ExternalCallback {
+        let mut callback = self.at_provider(&redirect.authorize_url).await;
+        callback.browser = Some(redirect.browser_binding.expose().to_owned());
+        callback
+    }
+
+    /// Our callback for an account without a second factor: the login in the Profile stage.
+    async fn callback(&self, callback: &ExternalCallback) -> Result<Login<Profile>, LoginError> {
+        self.f
+            .engine
+            .external_callback(callback)
+            .await
+            .map(expect_profile)
+    }
+
     /// Domain stage, provider, callback: the login after `next` signs in at the provider.
     async fn federate(&self, next: NextLogin, email: &str) -> Result<Login<Profile>, LoginError> {
         self.idp.set_next_login(next);
         let redirect = self.redirect_for(email).await;
-        let callback = self.at_provider(&redirect.authorize_url).await;
-        self.f.engine.external_callback(&callback).await
+        let callback = self.callback_for(&redirect).await;
+        self.callback(&callback).await
     }
 
     async fn refused(&self, next: NextLogin, email: &str) -> ExternalError {
@@ -228,17 +247,15 @@ fn callback_of(url: &Url) -> ExternalCallback {
         code: q.get("code").cloned(),
         error: q.get("error").cloned(),
         iss: q.get("iss").cloned(),
+        browser: None,
     }
 }
 
 fn google_profile(outcome: GoogleSignIn) -> Login<Profile> {
     match outcome {
         GoogleSignIn::Authenticated(passed) => expect_profile(passed),
-        GoogleSignIn::External(redirect) => {
-            panic!(
-                "expected Google's word to be taken, got {}",
-                redirect.authorize_url
-            )
+        GoogleSignIn::External { domain, .. } => {
+            panic!("expected Google's word to be taken, got the provider of {domain:?}")
         }
     }
 }
@@ -269,6 +286,48 @@ fn get(uri: &str) -> Request<Body> {
     Request::get(uri).body(Body::empty()).unwrap()
 }
 
+/// A GET from the browser that holds the binding cookie `binding`.
+fn get_as(uri: &str, binding: &str) -> Request<Body> {
+    Request::get(uri)
+        .header(header::COOKIE, format!("__Host-fhirgate-idp={binding}"))
+        .body(Body::empty())
+        .unwrap()
+}
+
+/// The browser binding a response sets (`__Host-fhirgate-idp`), checked to be `Secure`,
+/// `HttpOnly`, `SameSite=Lax` and for the whole origin.
+fn binding_set_by(headers: &header::HeaderMap) -> String {
+    let cookie = headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("__Host-fhirgate-idp="))
+        .expect("a binding cookie")
+        .to_owned();
+    for attribute in ["Path=/", "Secure", "HttpOnly", "SameSite=Lax"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    assert!(!cookie.contains("Domain="), "{cookie}");
+    cookie
+        .trim_start_matches("__Host-fhirgate-idp=")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// The callback URL on our server for a provider's answer.
+fn back_to_us(callback: &ExternalCallback) -> String {
+    let mut back = Url::parse("https://auth.example.org/auth/external").unwrap();
+    back.query_pairs_mut()
+        .append_pair("code", callback.code.as_deref().unwrap())
+        .append_pair("state", callback.state.as_deref().unwrap());
+    if let Some(iss) = &callback.iss {
+        back.query_pairs_mut().append_pair("iss", iss);
+    }
+    path_of(&back)
+}
+
 fn post_json(uri: &str, body: &Value) -> Request<Body> {
     Request::post(uri)
         .header(header::CONTENT_TYPE, "application/json")
@@ -297,7 +356,8 @@ async fn a_domain_federated_login_ends_at_the_client_with_code_and_state() {
     let app = fed.app();
     fed.idp.set_next_login(alice());
 
-    // The sign-in page posts the login; the email's domain signs in at the provider.
+    // The sign-in page posts the login; the email's domain signs in at the provider, so the
+    // answer is our start route (where the browser gets its binding) and nothing is stored.
     let (status, _, body) = send(
         &app,
         post_json(
@@ -320,7 +380,29 @@ async fn a_domain_federated_login_ends_at_the_client_with_code_and_state() {
         body.get("login").is_none(),
         "no handle before the provider: {body}"
     );
-    let authorize_url = Url::parse(body["authorizeUrl"].as_str().unwrap()).unwrap();
+    assert_eq!(fed.f.store.login_count(), 0);
+    let mut start = Url::parse(body["authorizeUrl"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        start.as_str(),
+        "https://auth.example.org/auth/external/start?domain=example.org"
+    );
+    // The page appends its login request, as Medplum's clients do.
+    start.query_pairs_mut().append_pair(
+        "state",
+        &json!({
+            "clientId": "app",
+            "redirectUri": REDIRECT,
+            "scope": "openid fhirUser user/Patient.rs",
+            "codeChallenge": CHALLENGE,
+            "codeChallengeMethod": "S256",
+            "state": "client-state-42",
+        })
+        .to_string(),
+    );
+    let (status, headers, _) = send(&app, get(&path_of(&start))).await;
+    assert_eq!(status, StatusCode::FOUND);
+    let binding = binding_set_by(&headers);
+    let authorize_url = location(&headers);
     let sent = query(&authorize_url);
     assert_eq!(sent["client_id"], "fhirgate-at-idp");
     assert_eq!(
@@ -328,18 +410,13 @@ async fn a_domain_federated_login_ends_at_the_client_with_code_and_state() {
         "https://auth.example.org/auth/external"
     );
     assert_eq!(sent["code_challenge_method"], "S256");
-    assert_eq!(sent["login_hint"], "alice@example.org");
+    assert!(!sent.contains_key("login_hint"), "no email in URLs");
     assert_eq!(sent["state"].len(), 43);
     assert_eq!(sent["nonce"].len(), 43);
 
     // The provider sends the browser back to our callback …
     let callback = fed.at_provider(&authorize_url).await;
-    let mut back = Url::parse("https://auth.example.org/auth/external").unwrap();
-    back.query_pairs_mut()
-        .append_pair("code", callback.code.as_deref().unwrap())
-        .append_pair("state", callback.state.as_deref().unwrap())
-        .append_pair("iss", callback.iss.as_deref().unwrap());
-    let (status, headers, _) = send(&app, get(&path_of(&back))).await;
+    let (status, headers, _) = send(&app, get_as(&back_to_us(&callback), &binding)).await;
     assert_eq!(status, StatusCode::FOUND);
 
     // … which sends it to the client's registered redirect URI with a code of ours.
@@ -348,11 +425,20 @@ async fn a_domain_federated_login_ends_at_the_client_with_code_and_state() {
     let q = query(&to_client);
     assert_eq!(q["state"], "client-state-42");
     assert_eq!(q["iss"], ISSUER);
+    let cookies: Vec<&str> = headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
     assert!(
-        headers[header::SET_COOKIE]
-            .to_str()
-            .unwrap()
-            .starts_with("medplum-app=")
+        cookies.iter().any(|c| c.starts_with("medplum-app=")),
+        "{cookies:?}"
+    );
+    assert!(
+        cookies
+            .iter()
+            .any(|c| c.starts_with("__Host-fhirgate-idp=;") && c.contains("Max-Age=0")),
+        "the binding is cleared: {cookies:?}"
     );
 
     // The code is redeemed as any other, and the tokens say how alice signed in.
@@ -365,7 +451,56 @@ async fn a_domain_federated_login_ends_at_the_client_with_code_and_state() {
     assert_eq!(claims["fhirUser"], "Practitioner/alice");
 
     // The state was single-use: the same callback again is refused.
-    let (status, _, body) = send(&app, get(&path_of(&back))).await;
+    let (status, _, body) = send(&app, get_as(&back_to_us(&callback), &binding)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["issue"][0]["details"]["text"], "Invalid state");
+}
+
+#[tokio::test]
+async fn a_callback_link_planted_in_another_browser_signs_nobody_in() {
+    // Login CSRF: the attacker starts a sign-in with their own account, stops at the
+    // provider's redirect back, and makes the victim's browser open it. Medplum would sign
+    // the victim in as the attacker (and set the session cookie).
+    let fed = Fed::new().await;
+    let app = fed.app();
+    let start = format!(
+        "/auth/external/start?domain=example.org&state={}",
+        url::form_urlencoded::byte_serialize(
+            json!({"codeChallenge": CHALLENGE, "codeChallengeMethod": "S256"})
+                .to_string()
+                .as_bytes()
+        )
+        .collect::<String>()
+    );
+    let (_, headers, _) = send(&app, get(&start)).await;
+    let attackers_binding = binding_set_by(&headers);
+    let callback = fed.at_provider(&location(&headers)).await;
+    // The victim's browser has no binding, or one of its own.
+    let (status, headers, body) = send(&app, get(&back_to_us(&callback))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        body["issue"][0]["details"]["text"],
+        "The sign-in was started in another browser"
+    );
+    assert!(headers.get(header::SET_COOKIE).is_none());
+    // A second planted link, tried with a binding the victim's browser has of its own.
+    let (_, headers, _) = send(&app, get(&start)).await;
+    let second = fed.at_provider(&location(&headers)).await;
+    let (status, _, body) = send(
+        &app,
+        get_as(
+            &back_to_us(&second),
+            "the-victims-own-binding-0123456789abcdef",
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        body["issue"][0]["details"]["text"],
+        "The sign-in was started in another browser"
+    );
+    // And the state is spent: not even the attacker's browser can use it now.
+    let (status, _, body) = send(&app, get_as(&back_to_us(&callback), &attackers_binding)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["issue"][0]["details"]["text"], "Invalid state");
 }
@@ -428,9 +563,9 @@ async fn es256_providers_work_too() {
 }
 
 #[tokio::test]
-async fn after_the_callback_the_login_has_a_new_handle_and_continues_with_profiles() {
+async fn after_the_callback_the_login_has_a_new_handle_and_the_accounts_own_second_factor() {
     let fed = Fed::new().await;
-    // bob has two memberships; the `app` client is in p1, so without a client both count.
+    // bob has TOTP and two memberships; without a client both count.
     let request = LoginRequest {
         code_challenge: Some(CHALLENGE.into()),
         code_challenge_method: Some("S256".into()),
@@ -439,19 +574,26 @@ async fn after_the_callback_the_login_has_a_new_handle_and_continues_with_profil
     fed.idp
         .set_next_login(NextLogin::user("idp-bob", "bob@example.org"));
     let redirect = fed.redirect_with(request, "bob@example.org").await;
-    let callback = fed.at_provider(&redirect.authorize_url).await;
-    let login = fed.f.engine.external_callback(&callback).await.unwrap();
+    let callback = fed.callback_for(&redirect).await;
+    // Federation does not skip the account's own factor (Medplum went straight on).
+    let login = expect_second_factor(fed.f.engine.external_callback(&callback).await.unwrap());
     assert_ne!(login.handle().expose(), callback.state.as_deref().unwrap());
-    // The state no longer resumes anything; the new handle does.
+    // The state no longer resumes anything; the new handle does — and only for the factor.
     assert!(
         fed.f
             .engine
-            .resume::<Profile>(callback.state.as_deref().unwrap())
+            .resume::<SecondFactor>(callback.state.as_deref().unwrap())
             .await
             .is_err()
     );
     let handle = login.handle().expose().to_owned();
-    let resumed = fed.f.engine.resume::<Profile>(&handle).await.unwrap();
+    assert!(fed.f.engine.resume::<Profile>(&handle).await.is_err());
+    let resumed = fed.f.engine.resume::<SecondFactor>(&handle).await.unwrap();
+    let resumed = resumed.totp(&fed.f.totp_now(0)).await.unwrap();
+    assert_eq!(
+        resumed.record().amr,
+        vec![fhirgate::model::Amr::Fed, fhirgate::model::Amr::Otp]
+    );
     match resumed.choose_if_single().await.unwrap() {
         ProfileChoice::Choose { memberships, .. } => assert_eq!(memberships.len(), 2),
         ProfileChoice::Chosen(_) => panic!("bob has two memberships"),
@@ -483,8 +625,8 @@ async fn a_client_provider_is_chosen_over_the_domain_and_any_email_domain_is_fin
         .set_next_login(NextLogin::user("idp-olga", "olga@partner.example"));
     let redirect = fed.redirect_with(request, "olga@partner.example").await;
     assert_eq!(redirect.domain, None);
-    let callback = fed.at_provider(&redirect.authorize_url).await;
-    let login = fed.f.engine.external_callback(&callback).await.unwrap();
+    let callback = fed.callback_for(&redirect).await;
+    let login = fed.callback(&callback).await.unwrap();
     assert_eq!(user_of(&login), "olga");
 }
 
@@ -501,6 +643,7 @@ async fn use_subject_maps_the_subject_to_a_membership_external_id() {
         .unwrap()
         .unwrap();
     membership.external_id = Some("idp-subject-dave".into());
+    membership.external_issuer = Some(fed.idp.issuer());
     fed.f.store.put_membership(&membership).await.unwrap();
     let mut request = fed.f.request();
     request.client_id = Some("sub-app".into());
@@ -511,17 +654,17 @@ async fn use_subject_maps_the_subject_to_a_membership_external_id() {
     next.email_verified = Some(false);
     fed.idp.set_next_login(next);
     let redirect = fed.redirect_with(request.clone(), "dave@example.org").await;
-    let callback = fed.at_provider(&redirect.authorize_url).await;
-    let login = fed.f.engine.external_callback(&callback).await.unwrap();
+    let callback = fed.callback_for(&redirect).await;
+    let login = fed.callback(&callback).await.unwrap();
     assert_eq!(user_of(&login), "dave");
 
     // An unknown subject is nobody.
     fed.idp
         .set_next_login(NextLogin::user("idp-unknown", "dave@example.org"));
     let redirect = fed.redirect_with(request, "dave@example.org").await;
-    let callback = fed.at_provider(&redirect.authorize_url).await;
+    let callback = fed.callback_for(&redirect).await;
     assert!(matches!(
-        fed.f.engine.external_callback(&callback).await,
+        fed.callback(&callback).await,
         Err(LoginError::External(ExternalError::UnknownIdentity))
     ));
 }
@@ -547,19 +690,26 @@ async fn debug_output_of_redirects_and_callbacks_shows_no_state_nonce_or_code() 
     assert!(!shown.contains(&url["state"]), "{shown}");
     assert!(!shown.contains(&url["nonce"]), "{shown}");
     assert!(shown.contains(&fed.idp.authorize_url()), "{shown}");
-    // Nor does the Google outcome that carries it.
-    let shown = format!("{:?}", GoogleSignIn::External(redirect));
-    assert!(!shown.contains(&url["state"]), "{shown}");
-    // Nor the provider's answer: its code and our state.
+    // Nor the browser binding it carries.
+    assert!(
+        !shown.contains(redirect.browser_binding.expose()),
+        "{shown}"
+    );
+    // Nor the provider's answer: its code, our state and the binding cookie.
     let callback = ExternalCallback {
         state: Some(url["state"].clone()),
         code: Some("provider-code-0123456789".into()),
         error: None,
         iss: Some(fed.idp.issuer()),
+        browser: Some(redirect.browser_binding.expose().to_owned()),
     };
     let shown = format!("{callback:?}");
     assert!(!shown.contains(&url["state"]), "{shown}");
     assert!(!shown.contains("provider-code-0123456789"), "{shown}");
+    assert!(
+        !shown.contains(redirect.browser_binding.expose()),
+        "{shown}"
+    );
     assert!(shown.contains(&fed.idp.issuer()), "{shown}");
 }
 
@@ -567,10 +717,10 @@ async fn debug_output_of_redirects_and_callbacks_shows_no_state_nonce_or_code() 
 async fn missing_state_is_refused() {
     let fed = Fed::new().await;
     let redirect = fed.redirect_for("alice@example.org").await;
-    let mut callback = fed.at_provider(&redirect.authorize_url).await;
+    let mut callback = fed.callback_for(&redirect).await;
     callback.state = None;
     assert!(matches!(
-        fed.f.engine.external_callback(&callback).await,
+        fed.callback(&callback).await,
         Err(LoginError::External(ExternalError::MissingState))
     ));
 }
@@ -579,7 +729,7 @@ async fn missing_state_is_refused() {
 async fn wrong_state_is_refused_and_a_medplum_style_json_state_is_not_trusted() {
     let fed = Fed::new().await;
     let redirect = fed.redirect_for("alice@example.org").await;
-    let mut callback = fed.at_provider(&redirect.authorize_url).await;
+    let mut callback = fed.callback_for(&redirect).await;
     for forged in [
         "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".to_owned(),
         json!({"domain": "example.org", "clientId": "app"}).to_string(),
@@ -588,7 +738,7 @@ async fn wrong_state_is_refused_and_a_medplum_style_json_state_is_not_trusted() 
     ] {
         callback.state = Some(forged);
         assert!(matches!(
-            fed.f.engine.external_callback(&callback).await,
+            fed.callback(&callback).await,
             Err(LoginError::External(ExternalError::InvalidState))
         ));
     }
@@ -600,10 +750,10 @@ async fn wrong_state_is_refused_and_a_medplum_style_json_state_is_not_trusted() 
 async fn replayed_state_is_refused() {
     let fed = Fed::new().await;
     let redirect = fed.redirect_for("alice@example.org").await;
-    let callback = fed.at_provider(&redirect.authorize_url).await;
-    fed.f.engine.external_callback(&callback).await.unwrap();
+    let callback = fed.callback_for(&redirect).await;
+    fed.callback(&callback).await.unwrap();
     assert!(matches!(
-        fed.f.engine.external_callback(&callback).await,
+        fed.callback(&callback).await,
         Err(LoginError::External(ExternalError::InvalidState))
     ));
     assert_eq!(fed.idp.token_requests().len(), 1);
@@ -617,7 +767,7 @@ async fn sixteen_racing_callbacks_for_one_state_yield_at_most_one_login() {
     let redirect = fed.redirect_for("alice@example.org").await;
     let mut callbacks = Vec::new();
     for _ in 0..16 {
-        callbacks.push(fed.at_provider(&redirect.authorize_url).await);
+        callbacks.push(fed.callback_for(&redirect).await);
     }
     let barrier = Arc::new(tokio::sync::Barrier::new(callbacks.len()));
     let mut tasks = Vec::new();
@@ -626,7 +776,10 @@ async fn sixteen_racing_callbacks_for_one_state_yield_at_most_one_login() {
         let barrier = barrier.clone();
         tasks.push(tokio::spawn(async move {
             barrier.wait().await;
-            engine.external_callback(&callback).await
+            engine
+                .external_callback(&callback)
+                .await
+                .map(expect_profile)
         }));
     }
     let mut won = 0;
@@ -642,9 +795,9 @@ async fn sixteen_racing_callbacks_for_one_state_yield_at_most_one_login() {
     }
     assert_eq!(won, 1, "logins from one state");
     // And the state cannot be used again afterwards.
-    let again = fed.at_provider(&redirect.authorize_url).await;
+    let again = fed.callback_for(&redirect).await;
     assert!(matches!(
-        fed.f.engine.external_callback(&again).await,
+        fed.callback(&again).await,
         Err(LoginError::External(ExternalError::InvalidState))
     ));
 }
@@ -653,18 +806,18 @@ async fn sixteen_racing_callbacks_for_one_state_yield_at_most_one_login() {
 async fn a_failed_callback_spends_the_state() {
     let fed = Fed::new().await;
     let redirect = fed.redirect_for("alice@example.org").await;
-    let good = fed.at_provider(&redirect.authorize_url).await;
+    let good = fed.callback_for(&redirect).await;
     let mut refused = good.clone();
     refused.code = None;
     refused.error = Some("access_denied".into());
-    match fed.f.engine.external_callback(&refused).await {
+    match fed.callback(&refused).await {
         Err(LoginError::External(ExternalError::ProviderRefused(e))) => {
             assert_eq!(e, "access_denied")
         }
         other => panic!("{other:?}"),
     }
     assert!(matches!(
-        fed.f.engine.external_callback(&good).await,
+        fed.callback(&good).await,
         Err(LoginError::External(ExternalError::InvalidState))
     ));
 }
@@ -673,10 +826,10 @@ async fn a_failed_callback_spends_the_state() {
 async fn an_expired_login_cannot_be_resumed_by_its_state() {
     let fed = Fed::new().await;
     let redirect = fed.redirect_for("alice@example.org").await;
-    let callback = fed.at_provider(&redirect.authorize_url).await;
+    let callback = fed.callback_for(&redirect).await;
     fed.advance(16 * 60);
     assert!(matches!(
-        fed.f.engine.external_callback(&callback).await,
+        fed.callback(&callback).await,
         Err(LoginError::External(ExternalError::InvalidState))
     ));
 }
@@ -685,19 +838,19 @@ async fn an_expired_login_cannot_be_resumed_by_its_state() {
 async fn a_response_naming_another_issuer_is_a_mix_up() {
     let fed = Fed::new().await;
     let redirect = fed.redirect_for("alice@example.org").await;
-    let mut callback = fed.at_provider(&redirect.authorize_url).await;
+    let mut callback = fed.callback_for(&redirect).await;
     callback.iss = Some("https://evil.example".into());
     assert!(matches!(
-        fed.f.engine.external_callback(&callback).await,
+        fed.callback(&callback).await,
         Err(LoginError::External(ExternalError::IssuerMismatch))
     ));
     assert!(fed.idp.token_requests().is_empty());
     // RFC 9207 compares by simple string comparison: a trailing slash is another issuer.
     let redirect = fed.redirect_for("alice@example.org").await;
-    let mut callback = fed.at_provider(&redirect.authorize_url).await;
+    let mut callback = fed.callback_for(&redirect).await;
     callback.iss = Some(format!("{}/", fed.idp.issuer()));
     assert!(matches!(
-        fed.f.engine.external_callback(&callback).await,
+        fed.callback(&callback).await,
         Err(LoginError::External(ExternalError::IssuerMismatch))
     ));
 }
@@ -939,13 +1092,13 @@ async fn the_callback_route_answers_provider_failures_with_502_and_refusals_with
     let fed = Fed::new().await;
     let app = fed.app();
     let redirect = fed.redirect_for("alice@example.org").await;
-    let callback = fed.at_provider(&redirect.authorize_url).await;
+    let callback = fed.callback_for(&redirect).await;
     fed.idp.set_token_behaviour(TokenBehaviour::Status(500));
-    let mut uri = Url::parse("https://auth.example.org/auth/external").unwrap();
-    uri.query_pairs_mut()
-        .append_pair("code", callback.code.as_deref().unwrap())
-        .append_pair("state", callback.state.as_deref().unwrap());
-    let (status, _, body) = send(&app, get(&path_of(&uri))).await;
+    let (status, _, body) = send(
+        &app,
+        get_as(&back_to_us(&callback), redirect.browser_binding.expose()),
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_GATEWAY);
     assert_eq!(
         body["issue"][0]["details"]["text"],
@@ -995,6 +1148,7 @@ async fn medplum_clients_start_at_our_start_route_with_their_json_state() {
         .append_pair("code_challenge_method", "S256");
     let (status, headers, body) = send(&app, get(&path_of(&start))).await;
     assert_eq!(status, StatusCode::FOUND, "{body}");
+    let binding = binding_set_by(&headers);
     let to_provider = location(&headers);
     assert!(to_provider.as_str().starts_with(&fed.idp.authorize_url()));
     let sent = query(&to_provider);
@@ -1004,11 +1158,7 @@ async fn medplum_clients_start_at_our_start_route_with_their_json_state() {
 
     // Round trip: the code goes to the client, bound to the client's own PKCE challenge.
     let callback = fed.at_provider(&to_provider).await;
-    let mut back = Url::parse("https://auth.example.org/auth/external").unwrap();
-    back.query_pairs_mut()
-        .append_pair("code", callback.code.as_deref().unwrap())
-        .append_pair("state", callback.state.as_deref().unwrap());
-    let (status, headers, _) = send(&app, get(&path_of(&back))).await;
+    let (status, headers, _) = send(&app, get_as(&back_to_us(&callback), &binding)).await;
     assert_eq!(status, StatusCode::FOUND);
     let code = query(&location(&headers))["code"].clone();
     let response = fed.f.redeem("app", &code).await;
@@ -1033,10 +1183,10 @@ async fn medplum_clients_start_at_our_start_route_with_their_json_state() {
 }
 
 #[tokio::test]
-async fn without_a_registered_redirect_uri_the_callback_goes_to_the_sign_in_page() {
+async fn without_a_registered_redirect_uri_the_callback_hands_off_to_the_sign_in_page() {
     let fed = Fed::new().await;
     let app = fed.app();
-    // A login without a client (Medplum's own app) and bob, who has two profiles.
+    // A login without a client (Medplum's own app) and bob, who has TOTP and two profiles.
     fed.idp
         .set_next_login(NextLogin::user("idp-bob", "bob@example.org"));
     let request = LoginRequest {
@@ -1045,12 +1195,9 @@ async fn without_a_registered_redirect_uri_the_callback_goes_to_the_sign_in_page
         ..LoginRequest::default()
     };
     let redirect = fed.redirect_with(request, "bob@example.org").await;
-    let callback = fed.at_provider(&redirect.authorize_url).await;
-    let mut back = Url::parse("https://auth.example.org/auth/external").unwrap();
-    back.query_pairs_mut()
-        .append_pair("code", callback.code.as_deref().unwrap())
-        .append_pair("state", callback.state.as_deref().unwrap());
-    let (status, headers, _) = send(&app, get(&path_of(&back))).await;
+    let binding = redirect.browser_binding.expose().to_owned();
+    let callback = fed.callback_for(&redirect).await;
+    let (status, headers, _) = send(&app, get_as(&back_to_us(&callback), &binding)).await;
     assert_eq!(status, StatusCode::FOUND);
     let page = location(&headers);
     assert!(
@@ -1058,19 +1205,87 @@ async fn without_a_registered_redirect_uri_the_callback_goes_to_the_sign_in_page
             .starts_with("https://auth.example.org/signin?"),
         "{page}"
     );
-    let handle = query(&page)["login"].clone();
-    assert_ne!(&handle, callback.state.as_deref().unwrap());
-    // The page continues with the profile choice.
+    // The URL carries a hand-off reference, not a login handle: no step accepts it …
+    let reference = query(&page)["login"].clone();
+    assert_ne!(&reference, callback.state.as_deref().unwrap());
+    for (path, body) in [
+        (
+            "/auth/mfa/verify",
+            json!({"login": reference, "token": fed.f.totp_now(0)}),
+        ),
+        (
+            "/auth/profile",
+            json!({"login": reference, "profile": "m-bob-2"}),
+        ),
+    ] {
+        let (status, _, answer) = send(&app, post_json(path, &body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}");
+        assert_eq!(answer["issue"][0]["details"]["text"], "Login not found");
+    }
+    // … another browser cannot pick it up …
+    let (status, _, answer) = send(&app, get(&format!("/auth/login/{reference}"))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer["issue"][0]["details"]["text"], "Login not found");
+    // … the one that started the sign-in does, once, and gets a handle in the body. bob's own
+    // second factor comes next: the provider's sign-in does not replace it.
+    let (status, headers, answer) =
+        send(&app, get_as(&format!("/auth/login/{reference}"), &binding)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["mfaRequired"], true);
+    let handle = answer["login"].as_str().unwrap().to_owned();
+    assert_ne!(handle, reference);
+    assert!(
+        headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .any(|c| c.to_str().unwrap().contains("Max-Age=0"))
+    );
+    let (status, _, again) =
+        send(&app, get_as(&format!("/auth/login/{reference}"), &binding)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{again}");
+    // The page continues: the second factor, then the profile choice.
+    let (status, _, answer) = send(
+        &app,
+        post_json(
+            "/auth/mfa/verify",
+            &json!({"login": handle, "token": fed.f.totp_now(0)}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["memberships"].as_array().unwrap().len(), 2);
     let (status, _, body) = send(
         &app,
         post_json(
             "/auth/profile",
-            &json!({"login": handle, "profile": "m-bob-2"}),
+            &json!({"login": answer["login"], "profile": "m-bob-2"}),
         ),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body["code"].is_string());
+}
+
+#[tokio::test]
+async fn a_hand_off_reference_expires_within_a_minute() {
+    let fed = Fed::new().await;
+    let app = fed.app();
+    fed.idp.set_next_login(alice());
+    let request = LoginRequest {
+        code_challenge: Some(CHALLENGE.into()),
+        code_challenge_method: Some("S256".into()),
+        ..LoginRequest::default()
+    };
+    let redirect = fed.redirect_with(request, "alice@example.org").await;
+    let binding = redirect.browser_binding.expose().to_owned();
+    let callback = fed.callback_for(&redirect).await;
+    let (_, headers, _) = send(&app, get_as(&back_to_us(&callback), &binding)).await;
+    let reference = query(&location(&headers))["login"].clone();
+    fed.f.clock.advance(time::Duration::seconds(61));
+    let (status, _, answer) =
+        send(&app, get_as(&format!("/auth/login/{reference}"), &binding)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["issue"][0]["details"]["text"], "Login not found");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1197,7 +1412,10 @@ async fn google_does_not_bypass_the_domains_own_provider() {
     let credential = fed.id_token(alice()).await;
     let login = fed.f.engine.start(fed.f.request()).await.unwrap();
     let redirect = match login.google("google-client-1", &credential).await.unwrap() {
-        GoogleSignIn::External(redirect) => redirect,
+        GoogleSignIn::External { login, domain } => {
+            assert_eq!(domain.as_deref(), Some("example.org"));
+            login.federate(domain.as_deref()).await.unwrap()
+        }
         GoogleSignIn::Authenticated(passed) => panic!("Google bypassed the domain: {passed:?}"),
     };
     assert_eq!(redirect.domain.as_deref(), Some("example.org"));
@@ -1209,21 +1427,18 @@ async fn google_does_not_bypass_the_domains_own_provider() {
         "{}",
         redirect.authorize_url
     );
-    assert_eq!(
-        query(&redirect.authorize_url)["login_hint"],
-        "alice@example.org"
-    );
     // Nothing was signed in by Google: the login waits for the provider's callback, and
     // finishes there as any federated login does.
-    let callback = fed.at_provider(&redirect.authorize_url).await;
-    let login = fed.f.engine.external_callback(&callback).await.unwrap();
+    let callback = fed.callback_for(&redirect).await;
+    let login = fed.callback(&callback).await.unwrap();
     assert_eq!(user_of(&login), "alice");
     assert_eq!(
         login.record().auth_method,
         fhirgate::model::AuthMethod::External
     );
 
-    // Through the route: Medplum's answer, {domain, authorizeUrl}, and no login handle.
+    // Through the route: Medplum's answer, {domain, authorizeUrl} — our start route, where the
+    // browser gets its binding — and no login handle.
     let credential = fed.id_token(alice()).await;
     let (status, _, body) = send(
         &fed.app(),
@@ -1243,7 +1458,10 @@ async fn google_does_not_bypass_the_domains_own_provider() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["domain"], "example.org");
     let url = Url::parse(body["authorizeUrl"].as_str().unwrap()).unwrap();
-    assert!(url.as_str().starts_with(&fed.idp.authorize_url()), "{url}");
+    assert_eq!(
+        url.as_str(),
+        "https://auth.example.org/auth/external/start?domain=example.org"
+    );
     assert!(
         body.get("login").is_none() && body.get("code").is_none(),
         "{body}"
@@ -1260,8 +1478,9 @@ async fn google_through_a_client_with_its_own_provider_goes_to_that_provider() {
     let credential = fed.id_token(alice()).await;
     let login = fed.f.engine.start(request).await.unwrap();
     match login.google("google-client-1", &credential).await.unwrap() {
-        GoogleSignIn::External(redirect) => {
-            assert_eq!(redirect.domain, None);
+        GoogleSignIn::External { login, domain } => {
+            assert_eq!(domain, None);
+            let redirect = login.federate(None).await.unwrap();
             assert!(
                 redirect
                     .authorize_url
@@ -1671,4 +1890,217 @@ async fn alg_none_and_hmac_signed_identity_tokens_are_refused() {
     let good = fed.id_token(alice()).await;
     let login = fed.f.engine.start(fed.f.request()).await.unwrap();
     google_profile(login.google("google-client-1", &good).await.unwrap());
+}
+
+// ---------------------------------------------------------------------------------------
+// Issue 15 regressions.
+
+#[tokio::test]
+async fn token_exchange_of_an_opaque_token_needs_introspection_naming_us() {
+    // Medplum asked UserInfo about any opaque token: one the provider minted for another app
+    // of the same user was exchanged for our tokens.
+    let fed = Fed::new().await;
+    let introspection: Url = fed.idp.introspection_url().parse().unwrap();
+    fed.federated_client("sso-app", |_| {}).await;
+    fed.federated_client("intro-app", |p| p.introspection_url = Some(introspection))
+        .await;
+    let for_us = fed.idp.opaque_access_token(
+        "idp-alice",
+        "alice@example.org",
+        "fhirgate-at-idp",
+        "fhirgate-at-idp",
+    );
+    let for_another_app =
+        fed.idp
+            .opaque_access_token("idp-alice", "alice@example.org", "other-app", "other-app");
+    let attempt = |client: &'static str, subject: String| {
+        let fed = &fed;
+        async move {
+            exchange(
+                fed,
+                &[
+                    ("grant_type", TOKEN_EXCHANGE),
+                    ("client_id", client),
+                    ("subject_token", &subject),
+                    ("subject_token_type", ACCESS_TOKEN_TYPE),
+                    ("scope", "openid user/*.rs"),
+                ],
+            )
+            .await
+        }
+    };
+    // A provider that signs its tokens, without introspection: opaque tokens are refused.
+    let refused = attempt("sso-app", for_us.clone()).await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert_eq!(
+        refused.body["error_description"],
+        "The subject token must be a JWT signed by the identity provider"
+    );
+    // With introspection: only a token issued to us is exchanged.
+    for subject in [for_another_app, "never-issued-0123456789".to_owned()] {
+        let refused = attempt("intro-app", subject).await;
+        assert_eq!(refused.status, 400, "{}", refused.body);
+        assert_eq!(
+            refused.body["error_description"],
+            "The subject token is not active for this client"
+        );
+    }
+    let accepted = attempt("intro-app", for_us).await;
+    assert_eq!(accepted.status, 200, "{}", accepted.body);
+    let principal = fed
+        .f
+        .engine
+        .verify_access_token(field(&accepted, "access_token"))
+        .await
+        .unwrap();
+    assert_eq!(principal.profile.as_str(), "Practitioner/alice");
+}
+
+#[tokio::test]
+async fn federated_sign_ins_do_not_skip_the_accounts_own_second_factor() {
+    // Medplum: Google, the external callback and token exchange went straight to profiles
+    // and tokens for a user with TOTP (or one who must enrol).
+    let fed = Fed::google().await;
+    let credential = fed
+        .id_token(NextLogin::user("idp-bob", "bob@example.org"))
+        .await;
+    let login = fed.f.engine.start(fed.f.request()).await.unwrap();
+    let login = match login.google("google-client-1", &credential).await.unwrap() {
+        GoogleSignIn::Authenticated(passed) => expect_second_factor(passed),
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        fed.f
+            .engine
+            .resume::<Profile>(login.handle().expose())
+            .await
+            .is_err()
+    );
+    login.totp(&fed.f.totp_now(0)).await.unwrap();
+    // carol must enrol: Google leads to the enrolment step, not around it.
+    let credential = fed
+        .id_token(NextLogin::user("idp-carol", "carol@example.org"))
+        .await;
+    let login = fed.f.engine.start(fed.f.request()).await.unwrap();
+    match login.google("google-client-1", &credential).await.unwrap() {
+        GoogleSignIn::Authenticated(fhirgate::login::Authenticated::Enrolment(_, uri)) => {
+            assert!(uri.expose().starts_with("otpauth://totp/"))
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // Token exchange has no way to ask for the factor: such an account is refused.
+    let fed = Fed::new().await;
+    fed.federated_client("sso-app", |_| {}).await;
+    let subject = fed
+        .idp
+        .access_token("idp-bob", "bob@example.org", "fhirgate-at-idp", false);
+    let refused = exchange(
+        &fed,
+        &[
+            ("grant_type", TOKEN_EXCHANGE),
+            ("client_id", "sso-app"),
+            ("subject_token", &subject),
+            ("subject_token_type", ACCESS_TOKEN_TYPE),
+        ],
+    )
+    .await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert_eq!(refused.body["error"], "invalid_grant");
+    assert_eq!(
+        refused.body["error_description"],
+        "The account uses a second factor: sign in interactively"
+    );
+}
+
+#[tokio::test]
+async fn a_callback_without_iss_is_refused_when_the_provider_always_sends_it() {
+    let fed = Fed::with(FakeIdpOptions::default(), ReqwestOptions::default(), |p| {
+        p.iss_parameter_supported = true
+    })
+    .await;
+    let redirect = fed.redirect_for("alice@example.org").await;
+    let mut callback = fed.callback_for(&redirect).await;
+    assert!(callback.iss.is_some(), "the fake sends iss");
+    callback.iss = None;
+    assert!(matches!(
+        fed.callback(&callback).await,
+        Err(LoginError::External(ExternalError::MissingIssuer))
+    ));
+    // A provider that does not announce it may leave it out.
+    let fed = Fed::new().await;
+    let redirect = fed.redirect_for("alice@example.org").await;
+    let mut callback = fed.callback_for(&redirect).await;
+    callback.iss = None;
+    fed.callback(&callback).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_subject_matches_only_together_with_its_issuer() {
+    // Two providers of one project may both call someone "1234": Medplum matched `sub` alone.
+    let fed = Fed::new().await;
+    fed.federated_client("sub-app", |p| p.use_subject = true)
+        .await;
+    let mut dave = fed
+        .f
+        .store
+        .membership(&fhirgate::model::MembershipId::new("m-dave"))
+        .await
+        .unwrap()
+        .unwrap();
+    dave.external_id = Some("1234".into());
+    dave.external_issuer = Some("https://another-provider.example".into());
+    fed.f.store.put_membership(&dave).await.unwrap();
+    let mut request = fed.f.request();
+    request.client_id = Some("sub-app".into());
+    request.scope = Some("openid user/*.rs".into());
+    fed.idp
+        .set_next_login(NextLogin::user("1234", "dave@example.org"));
+    let redirect = fed.redirect_with(request.clone(), "dave@example.org").await;
+    let callback = fed.callback_for(&redirect).await;
+    assert!(matches!(
+        fed.callback(&callback).await,
+        Err(LoginError::External(ExternalError::UnknownIdentity))
+    ));
+    // The same subject at this provider's issuer is dave.
+    dave.external_issuer = Some(fed.idp.issuer());
+    fed.f.store.put_membership(&dave).await.unwrap();
+    let redirect = fed.redirect_with(request, "dave@example.org").await;
+    let callback = fed.callback_for(&redirect).await;
+    assert_eq!(user_of(&fed.callback(&callback).await.unwrap()), "dave");
+}
+
+#[tokio::test]
+async fn federated_starts_per_address_are_limited() {
+    // Each start stores a login before anyone authenticated: one address cannot fill the
+    // store with them.
+    let fed = Fed::new().await;
+    let app = fed.app();
+    let start = format!(
+        "/auth/external/start?domain=example.org&state={}",
+        url::form_urlencoded::byte_serialize(
+            json!({"codeChallenge": CHALLENGE, "codeChallengeMethod": "S256"})
+                .to_string()
+                .as_bytes()
+        )
+        .collect::<String>()
+    );
+    for _ in 0..30 {
+        let (status, _, _) = send(&app, get(&start)).await;
+        assert_eq!(status, StatusCode::FOUND);
+    }
+    let stored = fed.f.store.login_count();
+    let (status, _, body) = send(&app, get(&start)).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(fed.f.store.login_count(), stored);
+    // A waiting login lives ten minutes, not the fifteen of a signed-in one.
+    let waiting = fed.f.store.snapshot_logins();
+    assert!(
+        waiting
+            .iter()
+            .all(|r| r.expires_at - r.created_at == fhirgate::login::EXTERNAL_LIFETIME)
+    );
+    fed.f.clock.advance(time::Duration::minutes(1));
+    let (status, _, _) = send(&app, get(&start)).await;
+    assert_eq!(status, StatusCode::FOUND);
 }

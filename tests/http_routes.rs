@@ -245,6 +245,12 @@ async fn mfa_verify_and_profile_selection() {
     );
     let status = get(&app, &format!("/auth/login/{login}"), None).await;
     assert_eq!(status.body["mfaRequired"], true);
+    // The status request spent the handle in its URL: the login goes on under a new one.
+    let spent = login;
+    let login = status.body["login"].as_str().unwrap().to_owned();
+    assert_ne!(login, spent);
+    let dead = get(&app, &format!("/auth/login/{spent}"), None).await;
+    assert_eq!(outcome(&dead).0, "Login not found");
 
     let reply = post_json(
         &app,
@@ -259,6 +265,8 @@ async fn mfa_verify_and_profile_selection() {
     assert!(memberships.iter().any(|m| m["id"] == "m-bob-2"
         && m["profile"]["reference"] == "Practitioner/bob2"
         && m["project"]["reference"] == "Project/p2"));
+    let verified = login;
+    let login = reply.body["login"].as_str().unwrap().to_owned();
 
     let again = post_json(
         &app,
@@ -268,6 +276,15 @@ async fn mfa_verify_and_profile_selection() {
     )
     .await;
     assert_eq!(outcome(&again).0, "Login already verified");
+    // The handle that passed the factor is dead.
+    let stale = post_json(
+        &app,
+        "/auth/profile",
+        json!({"login": verified, "profile": "m-bob-2"}),
+        None,
+    )
+    .await;
+    assert_eq!(outcome(&stale).0, "Login not found");
     let not_found = post_json(
         &app,
         "/auth/profile",
@@ -318,7 +335,8 @@ async fn mfa_login_enroll_scope_and_status() {
     .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
     assert!(reply.body["code"].is_string());
-    // /auth/scope after the code: narrows and issues a new one.
+    let login = reply.body["login"].as_str().unwrap().to_owned();
+    // /auth/scope after the code: narrows what that code grants; no second code, no cookie.
     let narrowed = post_json(
         &app,
         "/auth/scope",
@@ -327,7 +345,10 @@ async fn mfa_login_enroll_scope_and_status() {
     )
     .await;
     assert_eq!(narrowed.status, StatusCode::OK, "{}", narrowed.text);
-    assert_ne!(narrowed.body["code"], reply.body["code"]);
+    assert!(narrowed.body["code"].is_null(), "{}", narrowed.text);
+    assert!(narrowed.headers.get(header::SET_COOKIE).is_none());
+    assert_eq!(narrowed.body["scope"], "openid");
+    let login = narrowed.body["login"].as_str().unwrap().to_owned();
     let wider = post_json(
         &app,
         "/auth/scope",
@@ -363,6 +384,8 @@ async fn auth_method_and_client_info() {
                 use_subject: false,
                 scope: "openid email".into(),
                 access_token_audiences: Vec::new(),
+                iss_parameter_supported: false,
+                introspection_url: None,
             }),
         })
         .await
@@ -400,6 +423,11 @@ async fn auth_method_and_client_info() {
 #[tokio::test]
 async fn me_revoke_and_account_mfa_with_a_bearer_token() {
     let f = Fixture::new().await;
+    // The `app` client is the project's own application here: its tokens manage the account.
+    use fhirgate::store::Directory;
+    let mut own = f.store.client(&"app".into()).await.unwrap().unwrap();
+    own.first_party = true;
+    f.store.put_client(&own).await.unwrap();
     let app = app(&f);
     let tokens = alice_token(&app).await;
     let access = tokens["access_token"].as_str().unwrap();
@@ -415,10 +443,21 @@ async fn me_revoke_and_account_mfa_with_a_bearer_token() {
     assert_eq!(unauthorized.status, StatusCode::UNAUTHORIZED);
     assert!(unauthorized.headers.contains_key(header::WWW_AUTHENTICATE));
 
-    // Account MFA: status shows an enrolment URI, enroll confirms it.
+    // Account MFA: status only reports; setup shows an enrolment URI once; enroll confirms.
     let status = get(&app, "/auth/mfa/status", Some(access)).await;
-    assert_eq!(status.body["enrolled"], false);
-    let totp = totp_rs::Totp::from_url(status.body["enrollUri"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        status.body,
+        json!({"enrolled": false, "mfaRequired": false})
+    );
+    let setup = post_json(&app, "/auth/mfa/setup", json!({}), Some(access)).await;
+    assert_eq!(setup.status, StatusCode::OK, "{}", setup.text);
+    assert!(
+        setup.body["enrollQrCode"]
+            .as_str()
+            .unwrap()
+            .starts_with("data:image/png;base64,")
+    );
+    let totp = totp_rs::Totp::from_url(setup.body["enrollUri"].as_str().unwrap()).unwrap();
     let code = totp
         .generate(f.engine.now().unix_timestamp() as u64)
         .to_string();
@@ -440,7 +479,7 @@ async fn me_revoke_and_account_mfa_with_a_bearer_token() {
     assert_eq!(outcome(&ok).0, "All OK");
     assert_eq!(
         get(&app, "/auth/mfa/status", Some(access)).await.body,
-        json!({"enrolled": true})
+        json!({"enrolled": true, "mfaRequired": false})
     );
 
     // Revoke: someone else's login id is "Not found"; one's own ends the session.
@@ -685,5 +724,155 @@ async fn cors_for_allowed_origins_only_and_never_on_authorize() {
             .headers
             .get(header::ACCESS_CONTROL_ALLOW_ORIGIN)
             .is_none()
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Attacks on login handles and account management (issue 15).
+
+#[tokio::test]
+async fn a_leaked_login_handle_yields_no_second_code_or_cookie() {
+    // Medplum (and this crate before): GET /auth/login/{login} on a login with a code handed
+    // out a fresh code and the single-sign-on cookie, and /auth/scope did too — so whoever
+    // saw the handle (a log, a Referer, the history) got the victim's tokens.
+    let f = Fixture::new().await;
+    let app = app(&f);
+    let reply = post_json(
+        &app,
+        "/auth/login",
+        login_body("alice@example.org", PASSWORD),
+        None,
+    )
+    .await;
+    assert!(reply.body["code"].is_string(), "{}", reply.text);
+    assert!(
+        reply.headers.get(header::SET_COOKIE).is_some(),
+        "the one cookie"
+    );
+    let handle = reply.body["login"].as_str().unwrap().to_owned();
+
+    let status = get(&app, &format!("/auth/login/{handle}"), None).await;
+    assert_eq!(status.status, StatusCode::BAD_REQUEST, "{}", status.text);
+    assert_eq!(outcome(&status).0, "Login already granted");
+    assert!(status.body["code"].is_null());
+    assert!(status.headers.get(header::SET_COOKIE).is_none());
+
+    let scope = post_json(
+        &app,
+        "/auth/scope",
+        json!({"login": handle, "scope": "openid"}),
+        None,
+    )
+    .await;
+    assert!(scope.body["code"].is_null(), "{}", scope.text);
+    assert!(scope.headers.get(header::SET_COOKIE).is_none());
+    let next = scope.body["login"].as_str().unwrap().to_owned();
+    for path in ["/auth/profile", "/auth/scope"] {
+        for h in [&handle, &next] {
+            let again = post_json(
+                &app,
+                path,
+                json!({"login": h, "profile": "m-alice", "scope": "openid"}),
+                None,
+            )
+            .await;
+            assert!(again.body["code"].is_null(), "{path}: {}", again.text);
+            assert!(again.headers.get(header::SET_COOKIE).is_none(), "{path}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn login_handles_rotate_at_every_stage_change() {
+    let f = Fixture::new().await;
+    let app = app(&f);
+    let body = json!({"email": "bob@example.org", "password": PASSWORD, "clientId": "",
+        "codeChallenge": CHALLENGE, "codeChallengeMethod": "S256"});
+    let first = post_json(&app, "/auth/login", body, None).await;
+    let h1 = first.body["login"].as_str().unwrap().to_owned();
+    let second = post_json(
+        &app,
+        "/auth/mfa/verify",
+        json!({"login": h1, "token": f.totp_now(0)}),
+        None,
+    )
+    .await;
+    let h2 = second.body["login"].as_str().unwrap().to_owned();
+    let third = post_json(
+        &app,
+        "/auth/profile",
+        json!({"login": h2, "profile": "m-bob-1"}),
+        None,
+    )
+    .await;
+    let h3 = third.body["login"].as_str().unwrap().to_owned();
+    assert!(third.body["code"].is_string());
+    assert!(h1 != h2 && h2 != h3 && h1 != h3);
+    // Every earlier handle is dead, whatever it is presented to.
+    for stale in [&h1, &h2] {
+        let status = get(&app, &format!("/auth/login/{stale}"), None).await;
+        assert_eq!(outcome(&status).0, "Login not found");
+    }
+}
+
+/// A token for alice through `client` (registered with `first_party`).
+async fn alice_token_through(f: &Fixture, app: &Router, first_party: bool) -> String {
+    use fhirgate::store::Directory;
+    let mut client = f.store.client(&"app".into()).await.unwrap().unwrap();
+    client.first_party = first_party;
+    f.store.put_client(&client).await.unwrap();
+    alice_token(app).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_third_party_apps_token_cannot_replace_the_second_factor_or_end_sessions() {
+    // Medplum accepted any bearer token here: a third-party app holding
+    // `patient/Observation.rs` could read the enrolment secret, enrol its own TOTP, disable
+    // the factor, list and revoke the user's sessions.
+    let f = Fixture::new().await;
+    let app = app(&f);
+    let third_party = alice_token_through(&f, &app, false).await;
+    for (path, body) in [
+        ("/auth/mfa/setup", json!({})),
+        ("/auth/mfa/enroll", json!({"token": "123456"})),
+        ("/auth/mfa/disable", json!({"token": "123456"})),
+        ("/auth/revoke", json!({"loginId": "any"})),
+    ] {
+        let reply = post_json(&app, path, body, Some(&third_party)).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::FORBIDDEN,
+            "{path}: {}",
+            reply.text
+        );
+        assert_eq!(outcome(&reply).0, fhirgate::http::FIRST_PARTY_REQUIRED);
+    }
+    let status = get(&app, "/auth/mfa/status", Some(&third_party)).await;
+    assert_eq!(status.status, StatusCode::FORBIDDEN);
+    // /auth/me still answers (Medplum's SDK needs it), without the session list.
+    let me = get(&app, "/auth/me", Some(&third_party)).await;
+    assert_eq!(me.status, StatusCode::OK);
+    assert_eq!(me.body["security"]["sessions"], json!([]));
+    // Nothing changed on the account.
+    use fhirgate::store::Directory;
+    let alice = f.store.user(&"alice".into()).await.unwrap().unwrap();
+    assert_eq!(alice.totp, fhirgate::model::TotpState::None);
+
+    // The project's own application may; and its status call creates no secret.
+    let own = alice_token_through(&f, &app, true).await;
+    let status = get(&app, "/auth/mfa/status", Some(&own)).await;
+    assert_eq!(status.status, StatusCode::OK);
+    assert!(status.body.get("enrollUri").is_none());
+    let alice = f.store.user(&"alice".into()).await.unwrap().unwrap();
+    assert_eq!(alice.totp, fhirgate::model::TotpState::None);
+    let me = get(&app, "/auth/me", Some(&own)).await;
+    assert!(
+        !me.body["security"]["sessions"]
+            .as_array()
+            .unwrap()
+            .is_empty()
     );
 }

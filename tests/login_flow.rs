@@ -220,7 +220,7 @@ async fn patient_profile_gives_patient_context_for_patient_scopes() {
 }
 
 #[tokio::test]
-async fn consent_narrows_and_a_later_narrowing_replaces_the_code() {
+async fn consent_narrows_and_a_later_narrowing_narrows_the_same_code() {
     let f = Fixture::new().await;
     let login = f.alice_at_scope().await;
     let (login, first) = login
@@ -228,22 +228,30 @@ async fn consent_narrows_and_a_later_narrowing_replaces_the_code() {
         .await
         .unwrap();
     assert_eq!(login.granted_scope(), "openid user/Observation.rs");
-    let (login, second) = login.narrow("openid user/Observation.r").await.unwrap();
+    let old_handle = login.handle().expose().to_owned();
+    // No second code: the outstanding one now grants the narrower scope.
+    let login = login.narrow("openid user/Observation.r").await.unwrap();
     assert_eq!(login.granted_scope(), "openid user/Observation.r");
-    assert_eq!(
-        f.store
-            .consume_code(&first.hash(), f.engine.now())
-            .await
-            .unwrap(),
-        CodeRedemption::Unknown
-    );
-    assert!(matches!(
-        f.store
-            .consume_code(&second.hash(), f.engine.now())
-            .await
-            .unwrap(),
-        CodeRedemption::Redeemed(_)
-    ));
+    assert_ne!(login.handle().expose(), old_handle, "the handle rotates");
+    // Widening back is refused.
+    let again = f
+        .engine
+        .resume::<fhirgate::login::Authorized>(login.handle().expose())
+        .await
+        .unwrap();
+    assert!(again.narrow("openid user/Observation.rs").await.is_err());
+    match f
+        .store
+        .consume_code(&first.hash(), f.engine.now())
+        .await
+        .unwrap()
+    {
+        CodeRedemption::Redeemed(record) => assert_eq!(
+            record.granted_scope.as_deref(),
+            Some("openid user/Observation.r")
+        ),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[tokio::test]
@@ -257,9 +265,12 @@ async fn external_provider_chosen_by_email_domain_case_insensitively() {
         .await
         .unwrap();
     let login = f.engine.start(f.request()).await.unwrap();
-    let Method::External(redirect) = login.method("Nurse@hospital.example").await.unwrap() else {
+    let Method::External { login, domain } = login.method("Nurse@hospital.example").await.unwrap()
+    else {
         panic!("domain has an identity provider");
     };
+    assert_eq!(domain.as_deref(), Some("hospital.example"));
+    let redirect = login.federate(domain.as_deref()).await.unwrap();
     assert_eq!(redirect.domain.as_deref(), Some("hospital.example"));
     let url = redirect.authorize_url;
     assert!(
@@ -274,7 +285,9 @@ async fn external_provider_chosen_by_email_domain_case_insensitively() {
         "https://auth.example.org/auth/external"
     );
     assert_eq!(pairs["code_challenge_method"], "S256");
-    assert_eq!(pairs["login_hint"], "nurse@hospital.example");
+    // The email stays out of URLs.
+    assert!(!pairs.contains_key("login_hint"));
+    assert!(!url.as_str().contains("nurse"));
     let record = redirect.login.record();
     assert_eq!(record.stage, StageTag::External);
     let pending = record.external.as_ref().unwrap();
@@ -311,9 +324,12 @@ async fn external_provider_chosen_by_client_configuration() {
     client.identity_provider = Some(idp());
     f.store.put_client(&client).await.unwrap();
     let login = f.engine.start(f.request()).await.unwrap();
-    let Method::External(redirect) = login.method("alice@example.org").await.unwrap() else {
+    let Method::External { login, domain } = login.method("alice@example.org").await.unwrap()
+    else {
         panic!("the client has an identity provider");
     };
+    assert_eq!(domain, None);
+    let redirect = login.federate(None).await.unwrap();
     assert_eq!(redirect.domain, None);
     assert_eq!(
         redirect.login.record().external.as_ref().unwrap().provider,
@@ -327,11 +343,20 @@ async fn a_login_resumes_in_every_stored_stage() {
     let login = expect_profile(f.password("alice@example.org", PASSWORD).await.unwrap());
     let handle = login.handle().expose().to_owned();
     let login = f.engine.resume::<Profile>(&handle).await.unwrap();
-    let ProfileChoice::Chosen(_) = login.choose_if_single().await.unwrap() else {
+    let ProfileChoice::Chosen(chosen) = login.choose_if_single().await.unwrap() else {
         panic!()
     };
+    // Each stored transition hands out a new handle; the previous one is dead.
+    assert!(matches!(
+        f.engine.resume::<Scope>(&handle).await,
+        Err(fhirgate::LoginError::Request(
+            fhirgate::error::RequestError::UnknownLogin
+        ))
+    ));
+    let handle = chosen.handle().expose().to_owned();
     let login = f.engine.resume::<Scope>(&handle).await.unwrap();
-    let (_, _) = login.grant(None).await.unwrap();
+    let (granted, _) = login.grant(None).await.unwrap();
+    let handle = granted.handle().expose().to_owned();
     assert_eq!(
         f.engine.login_stage(&handle).await.unwrap(),
         StageTag::Authorized
@@ -388,6 +413,8 @@ fn idp() -> fhirgate::model::IdentityProvider {
         use_subject: false,
         scope: "openid profile email".into(),
         access_token_audiences: Vec::new(),
+        iss_parameter_supported: false,
+        introspection_url: None,
     }
 }
 

@@ -83,7 +83,10 @@ async fn medplum_typescript_client_password_mfa_profile_code_me_refresh_signout(
     assert_eq!(status, StatusCode::OK, "{body}");
     let memberships = body["memberships"].as_array().unwrap();
     assert_eq!(memberships.len(), 2);
-    assert_eq!(body["login"], login.as_str());
+    // Every step answers a new handle (the SDK's SignInForm keeps `response.login`); the
+    // one that continued this step is dead.
+    assert_ne!(body["login"], login.as_str());
+    let login = body["login"].as_str().unwrap().to_owned();
 
     // 3. POST /auth/profile {login, profile}.
     let (status, body) = call(

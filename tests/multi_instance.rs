@@ -247,7 +247,7 @@ async fn a_totp_step_replayed_on_another_instance_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn attempt_caps_are_shared_across_instances() {
     let mut config = config();
-    config.throttle.attempts_per_account = 6;
+    config.throttle.attempts_per_account_source = 6;
     let Some(p) = pair_with(config).await else {
         return;
     };
@@ -317,22 +317,23 @@ async fn the_database_going_away_mid_flow_is_a_typed_error_and_the_next_request_
             .await
     }
     .await;
-    match first {
+    let next = match first {
         // The pool may have noticed the dead connections already and opened new ones.
-        Ok(_) => {}
+        Ok(next) => next,
         Err(LoginError::Server(ServerError::Store(StoreError::Unavailable(_)))) => {
             // Nothing half-done: the login still waits for its factor, and the next request
             // (with the same code: its step was not consumed) goes through.
             let login = p.a.resume::<SecondFactor>(&handle).await.unwrap();
-            login.totp(&totp_at(&p.clock)).await.unwrap();
+            login.totp(&totp_at(&p.clock)).await.unwrap()
         }
         Err(other) => panic!("expected a store error, got {other}"),
-    }
-    // Whatever happened, the login moved exactly once.
+    };
+    // Whatever happened, the login moved exactly once, under a new handle.
     assert_eq!(
-        p.b.login_stage(&handle).await.unwrap(),
+        p.b.login_stage(next.handle().expose()).await.unwrap(),
         fhirgate::model::StageTag::Profile
     );
+    assert!(p.b.login_stage(&handle).await.is_err());
 
     // A statement timeout: a row lock held elsewhere makes the update wait past it.
     let short = PgStore::connect_with(
@@ -385,5 +386,55 @@ async fn the_database_going_away_mid_flow_is_a_typed_error_and_the_next_request_
         fhirgate::model::StageTag::SecondFactor
     );
     locker.finish().await;
+    p.db.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn database_error_text_stays_in_the_audit_log_not_in_the_answer() {
+    // error_description carried PostgreSQL's messages (table names, constraints) to clients.
+    let Some(p) = pair().await else { return };
+    let audit = Arc::new(fhirgate::audit::MemoryAudit::new());
+    let store = p.db.store_with(p.db.options()).await;
+    let engine = Engine::builder()
+        .store(store)
+        .config(config())
+        .keys(p.a.key_set().as_ref().clone())
+        .clock(p.clock.clone())
+        .audit(audit.clone())
+        .build()
+        .unwrap();
+    p.db.admin
+        .batch_execute(&format!(
+            "ALTER TABLE {} RENAME TO fhirgate_logins_gone",
+            p.db.table("fhirgate_logins")
+        ))
+        .await
+        .unwrap();
+    let response = redeem(&engine, "some-code-0123456789abcdef").await;
+    assert_eq!(response.status, 500, "{}", response.body);
+    assert_eq!(response.body["error"], "server_error");
+    assert_eq!(
+        response.body["error_description"],
+        fhirgate::oauth::SERVER_ERROR_DESCRIPTION
+    );
+    let shown = response.body.to_string();
+    assert!(!shown.contains("store"), "{shown}");
+    // The operator still learns what failed.
+    let detail = audit
+        .events()
+        .into_iter()
+        .find_map(|e| match e.kind {
+            fhirgate::audit::AuditKind::TokenRefused { detail, .. } => detail,
+            _ => None,
+        })
+        .expect("a refusal with its detail");
+    assert!(detail.contains("store unavailable"), "{detail}");
+    p.db.admin
+        .batch_execute(&format!(
+            "ALTER TABLE {}.fhirgate_logins_gone RENAME TO fhirgate_logins",
+            p.db.schema
+        ))
+        .await
+        .unwrap();
     p.db.finish().await;
 }

@@ -64,6 +64,8 @@ async fn run(actions: Vec<Action>) -> (usize, usize) {
     let f = Fixture::new().await;
     let mut handles: Vec<String> = Vec::new();
     let pick = |handles: &Vec<String>, i: usize| handles.get(i % handles.len().max(1)).cloned();
+    // Every stored transition rotates the handle: keep the new one in the same slot.
+    let slot = |handles: &Vec<String>, i: usize| i % handles.len().max(1);
     for action in actions {
         match action {
             Action::Password { user, right } => {
@@ -79,8 +81,10 @@ async fn run(actions: Vec<Action>) -> (usize, usize) {
             Action::Totp { login, code } => {
                 if let Some(h) = pick(&handles, login)
                     && let Ok(l) = f.engine.resume::<SecondFactor>(&h).await
+                    && let Ok(next) = l.totp(&f.totp_now(code)).await
                 {
-                    let _ = l.totp(&f.totp_now(code)).await;
+                    let i = slot(&handles, login);
+                    handles[i] = next.handle().expose().to_owned();
                 }
             }
             Action::Enrol { login, right } => {
@@ -98,35 +102,47 @@ async fn run(actions: Vec<Action>) -> (usize, usize) {
                         }
                         _ => "000000".to_owned(),
                     };
-                    let _ = l.enrol(&code).await;
+                    if let Ok(next) = l.enrol(&code).await {
+                        let i = slot(&handles, login);
+                        handles[i] = next.handle().expose().to_owned();
+                    }
                 }
             }
             Action::ChooseIfSingle { login } => {
                 if let Some(h) = pick(&handles, login)
                     && let Ok(l) = f.engine.resume::<Profile>(&h).await
+                    && let Ok(fhirgate::login::ProfileChoice::Chosen(next)) =
+                        l.choose_if_single().await
                 {
-                    let _ = l.choose_if_single().await;
+                    let i = slot(&handles, login);
+                    handles[i] = next.handle().expose().to_owned();
                 }
             }
             Action::Choose { login, membership } => {
                 if let Some(h) = pick(&handles, login)
                     && let Ok(l) = f.engine.resume::<Profile>(&h).await
+                    && let Ok(next) = l.choose(&MembershipId::new(MEMBERSHIPS[membership])).await
                 {
-                    let _ = l.choose(&MembershipId::new(MEMBERSHIPS[membership])).await;
+                    let i = slot(&handles, login);
+                    handles[i] = next.handle().expose().to_owned();
                 }
             }
             Action::Grant { login, narrow } => {
                 if let Some(h) = pick(&handles, login)
                     && let Ok(l) = f.engine.resume::<Scope>(&h).await
+                    && let Ok((next, _)) = l.grant(narrow.then_some("openid")).await
                 {
-                    let _ = l.grant(narrow.then_some("openid")).await;
+                    let i = slot(&handles, login);
+                    handles[i] = next.handle().expose().to_owned();
                 }
             }
             Action::Narrow { login } => {
                 if let Some(h) = pick(&handles, login)
                     && let Ok(l) = f.engine.resume::<Authorized>(&h).await
+                    && let Ok(next) = l.narrow("openid").await
                 {
-                    let _ = l.narrow("openid").await;
+                    let i = slot(&handles, login);
+                    handles[i] = next.handle().expose().to_owned();
                 }
             }
             Action::Tick { seconds } => f.clock.advance(time::Duration::seconds(seconds)),

@@ -968,6 +968,7 @@ async fn token_refusals_are_audited_with_their_reason_and_never_a_secret() {
                 grant_type: "client_credentials".into(),
                 error: "invalid_client".into(),
                 description: "Invalid client".into(),
+                detail: None,
             },
             Some("confidential".into())
         )]
@@ -996,6 +997,7 @@ async fn token_refusals_are_audited_with_their_reason_and_never_a_secret() {
             grant_type,
             error,
             description,
+            ..
         } => {
             assert_eq!(grant_type, "authorization_code");
             assert_eq!(error, "invalid_grant");
@@ -1011,4 +1013,54 @@ async fn token_refusals_are_audited_with_their_reason_and_never_a_secret() {
     let (_, code) = f.code_for("app", "openid").await;
     assert_eq!(f.redeem("app", &code).await.status, 200);
     assert_eq!(refused(&f).len(), 2);
+}
+
+#[tokio::test]
+async fn refresh_tokens_obey_the_memberships_ip_rules() {
+    // The IP rules were checked when the membership was chosen, never again: a refresh token
+    // taken elsewhere kept working from any address.
+    use fhirgate::model::{AccessPolicy, AccessPolicyId, IpAccessRule, IpAction};
+    let f = Fixture::new().await;
+    let (_, code) = f.code_for("confidential", "openid offline_access").await;
+    let tokens = f.redeem("confidential", &code).await;
+    let refresh = field(&tokens, "refresh_token").to_owned();
+    // The project now allows alice only from its network.
+    let mut policy = AccessPolicy::full_access(AccessPolicyId::new("office"));
+    policy.ip_rules = vec![
+        IpAccessRule {
+            name: None,
+            value: "10.0.0.0/8".parse().unwrap(),
+            action: IpAction::Allow,
+        },
+        IpAccessRule {
+            name: None,
+            value: "*".parse().unwrap(),
+            action: IpAction::Block,
+        },
+    ];
+    f.store.put_access_policy(&policy).await.unwrap();
+    let mut m = f
+        .store
+        .membership(&MembershipId::new("m-alice"))
+        .await
+        .unwrap()
+        .unwrap();
+    m.access_policy = Some(policy.id.clone());
+    f.store.put_membership(&m).await.unwrap();
+
+    let refresh_from = |address: &str| {
+        let mut request = TokenRequest::from_form(Form::from_pairs(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh.as_str()),
+        ]));
+        request.authorization = Some(basic("confidential", CLIENT_SECRET));
+        request.remote_address = Some(address.parse().unwrap());
+        request
+    };
+    let refused = f.engine.token(refresh_from("203.0.113.9")).await;
+    assert_eq!(error_of(&refused), ("invalid_grant", 400));
+    assert_eq!(refused.body["error_description"], "IP address not allowed");
+    // The refusal did not spend the token: from the office it still works.
+    let ok = f.engine.token(refresh_from("10.1.2.3")).await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
 }

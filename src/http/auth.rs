@@ -16,8 +16,8 @@ use super::{HttpConfig, OperationOutcome};
 use crate::engine::Engine;
 use crate::error::{LoginError, RequestError};
 use crate::login::{
-    Authenticated as Passed, AuthorizationCode, Authorized, Enrolment, EnrolmentUri,
-    ExternalRedirect, Login, LoginRequest, Method, Profile, ProfileChoice, Scope, SecondFactor,
+    Authenticated as Passed, AuthorizationCode, Authorized, Enrolment, EnrolmentUri, Login,
+    LoginRequest, Method, Profile, ProfileChoice, Scope, SecondFactor, Waiting,
 };
 use crate::model::{LoginId, StageTag};
 use crate::token::Subject;
@@ -120,7 +120,7 @@ pub(crate) async fn method(
         match engine.domain_provider(&email).await? {
             Some((domain, _)) => json!({
                 "domain": domain,
-                "authorizeUrl": super::external::start_url(&engine, &domain)?.as_str(),
+                "authorizeUrl": super::external::start_url(&engine, Some(&domain))?.as_str(),
             }),
             None => json!({}),
         },
@@ -147,7 +147,7 @@ pub(crate) async fn login(
         .await?
     {
         Method::Password(login) => login,
-        Method::External(redirect) => return Ok(to_provider(&redirect)),
+        Method::External { domain, .. } => return federated(&engine, domain.as_deref()),
     };
     let passed = login
         .password(body.password.as_deref().unwrap_or_default())
@@ -155,13 +155,15 @@ pub(crate) async fn login(
     after_credentials(passed, &config).await
 }
 
-/// `{domain, authorizeUrl}`: the account signs in elsewhere, so the browser goes to the
-/// provider (the URL carries the login's single-use `state`) instead of giving a password.
-pub(super) fn to_provider(redirect: &ExternalRedirect) -> Response {
-    json_response(json!({
-        "domain": redirect.domain,
-        "authorizeUrl": redirect.authorize_url.as_str(),
-    }))
+/// `{domain, authorizeUrl}`: the account signs in at an identity provider, so the browser
+/// goes to our start route (as after Medplum's `/auth/method`) instead of giving a password.
+/// A client appends its login request there as `state` (Medplum's clients do), and the start
+/// route creates the login in that browser, with its binding cookie. Nothing is stored here.
+pub(super) fn federated(engine: &Engine, domain: Option<&str>) -> Answer {
+    Ok(json_response(json!({
+        "domain": domain,
+        "authorizeUrl": super::external::start_url(engine, domain)?.as_str(),
+    })))
 }
 
 pub(super) async fn after_credentials(passed: Passed, config: &HttpConfig) -> Answer {
@@ -203,18 +205,24 @@ fn with_qr_code(fields: Value, uri: &EnrolmentUri) -> Value {
 async fn profile_result(login: Login<Profile>, config: &HttpConfig) -> Answer {
     match login.choose_if_single().await? {
         ProfileChoice::Chosen(login) => code_result(login.grant(None).await?, config).await,
-        ProfileChoice::Choose { login, memberships } => {
-            let engine = login.engine().clone();
-            let mut list = Vec::with_capacity(memberships.len());
-            for m in memberships {
-                list.push(membership_entry(&engine, &m).await?);
-            }
-            Ok(json_response(json!({
-                "login": login.handle().expose(),
-                "memberships": list,
-            })))
-        }
+        ProfileChoice::Choose { login, memberships } => membership_list(&login, &memberships).await,
     }
+}
+
+/// `{login, memberships}`.
+async fn membership_list(
+    login: &Login<Profile>,
+    memberships: &[crate::model::ProjectMembership],
+) -> Answer {
+    let engine = login.engine();
+    let mut list = Vec::with_capacity(memberships.len());
+    for m in memberships {
+        list.push(membership_entry(engine, m).await?);
+    }
+    Ok(json_response(json!({
+        "login": login.handle().expose(),
+        "memberships": list,
+    })))
 }
 
 /// The FHIR extension that marks a membership whose access policy allows no change
@@ -360,59 +368,79 @@ pub(crate) async fn scope(
             found: StageTag::Authorized,
             ..
         })) => {
-            let login = engine.resume::<Authorized>(handle).await?;
-            code_result(login.narrow(scope).await?, &config).await
+            // The code was issued: the consent narrows what it will grant, and no second code
+            // or cookie comes from the handle.
+            let login = engine
+                .resume::<Authorized>(handle)
+                .await?
+                .narrow(scope)
+                .await?;
+            Ok(json_response(json!({
+                "login": login.handle().expose(),
+                "scope": login.granted_scope(),
+            })))
         }
         Err(e) => Err(e.into()),
     }
 }
 
-/// `GET /auth/login/{login}`: where a login stands (Medplum's status endpoint). A login
-/// waiting for its code gets a fresh one (codes are stored hashed and never shown twice).
+/// `GET /auth/login/{login}`: where a login stands (Medplum's status endpoint). The handle in
+/// the path is spent (the answer carries a new one), and the answer reports the stage only:
+/// never a code, a cookie or an enrolment secret — except when this request picks up a
+/// hand-off from an identity provider's callback, in the browser that started it, which
+/// continues the login exactly once.
 pub(crate) async fn status(
     State(engine): State<Engine>,
     State(config): State<Arc<HttpConfig>>,
+    headers: HeaderMap,
     Path(handle): Path<String>,
 ) -> Answer {
-    match engine.login_stage(&handle).await? {
-        StageTag::SecondFactor => Ok(json_response(json!({
-            "login": handle,
-            "mfaRequired": true,
-        }))),
-        StageTag::Enrolment => {
-            let (login, uri) = engine.resume::<Enrolment>(&handle).await?.restart().await?;
-            Ok(json_response(with_qr_code(
-                json!({
-                    "login": login.handle().expose(),
-                    "mfaEnrollRequired": true,
-                }),
+    let browser = super::edge::cookie(&headers, super::external::BROWSER_COOKIE);
+    let waiting = engine.resume_waiting(&handle, browser.as_deref()).await?;
+    let (mut response, picked_up) = match waiting {
+        Waiting::SecondFactor(login, picked_up) => (
+            json_response(json!({
+                "login": login.handle().expose(),
+                "mfaRequired": true,
+            })),
+            picked_up,
+        ),
+        Waiting::Enrolment(login, true) => {
+            // The callback could not show the secret; this single pickup does.
+            let (login, uri) = login.restart().await?;
+            let body = with_qr_code(
+                json!({ "login": login.handle().expose(), "mfaEnrollRequired": true }),
                 &uri,
-            )))
+            );
+            (json_response(body), true)
         }
-        StageTag::Profile => {
-            profile_result(engine.resume::<Profile>(&handle).await?, &config).await
+        Waiting::Enrolment(login, false) => (
+            json_response(json!({
+                "login": login.handle().expose(),
+                "mfaEnrollRequired": true,
+            })),
+            false,
+        ),
+        Waiting::Profile(login, true) => (profile_result(login, &config).await?, true),
+        Waiting::Profile(login, false) => {
+            let memberships = login.memberships().await?;
+            (membership_list(&login, &memberships).await?, false)
         }
-        StageTag::Scope => {
-            code_result(
-                engine.resume::<Scope>(&handle).await?.grant(None).await?,
-                &config,
-            )
-            .await
+        Waiting::Scope(login, true) => {
+            (code_result(login.grant(None).await?, &config).await?, true)
         }
-        StageTag::Authorized => {
-            let login = engine.resume::<Authorized>(&handle).await?;
-            let scope = login.granted_scope().to_owned();
-            code_result(login.narrow(&scope).await?, &config).await
-        }
-        StageTag::Granted => Err(OperationOutcome::bad_request(
-            "Login already granted",
-            Some("login"),
-        )),
-        StageTag::External => Err(OperationOutcome::bad_request(
-            "Login is waiting for the identity provider",
-            Some("login"),
-        )),
+        Waiting::Scope(login, false) => (
+            json_response(json!({
+                "login": login.handle().expose(),
+                "scope": login.requested_scope(),
+            })),
+            false,
+        ),
+    };
+    if picked_up && let Some(cleared) = super::external::browser_cookie("", 0) {
+        response.headers_mut().append(header::SET_COOKIE, cleared);
     }
+    Ok(response)
 }
 
 /// `GET /auth/clientinfo/{client}`: what a sign-in form shows about a client.
@@ -450,21 +478,69 @@ fn user_of(principal: &crate::token::Principal) -> Result<crate::model::UserId, 
     }
 }
 
-/// `GET /auth/mfa/status`: enrolled, or a fresh enrolment URI (shown this once).
+/// Whether the token comes from the user's own application: a sign-in without a client (the
+/// server's own sign-in) or a client marked [`first_party`]. Only such tokens manage the
+/// account; a third-party app's token — whatever its scopes — must not replace the second
+/// factor or end the user's sessions.
+///
+/// [`first_party`]: crate::model::ClientApplication::first_party
+async fn is_first_party(
+    engine: &Engine,
+    principal: &crate::token::Principal,
+) -> Result<bool, OperationOutcome> {
+    Ok(match &principal.client {
+        None => true,
+        Some(id) => engine
+            .directory()
+            .client(id)
+            .await
+            .map_err(LoginError::from)?
+            .is_some_and(|c| c.first_party),
+    })
+}
+
+/// The account behind a first-party user token (403 otherwise).
+async fn account_holder(
+    engine: &Engine,
+    principal: &crate::token::Principal,
+) -> Result<crate::model::UserId, OperationOutcome> {
+    let user = user_of(principal)?;
+    if !is_first_party(engine, principal).await? {
+        return Err(OperationOutcome::with_status(
+            StatusCode::FORBIDDEN,
+            FIRST_PARTY_REQUIRED,
+        ));
+    }
+    Ok(user)
+}
+
+/// The refusal of account management with a third-party token.
+pub const FIRST_PARTY_REQUIRED: &str =
+    "Account management needs a token from the project's own application";
+
+/// `GET /auth/mfa/status`: whether the account has the second factor, and whether it must.
+/// It never creates or shows a secret (`POST /auth/mfa/setup` starts an enrolment).
 pub(crate) async fn mfa_status(
     State(engine): State<Engine>,
     Authenticated(principal): Authenticated,
 ) -> Answer {
-    let user = user_of(&principal)?;
+    let user = account_holder(&engine, &principal).await?;
     let status = engine.mfa_status(&user).await?;
-    if status.enrolled {
-        return Ok(json_response(json!({ "enrolled": true })));
-    }
+    Ok(json_response(json!({
+        "enrolled": status.enrolled,
+        "mfaRequired": status.required,
+    })))
+}
+
+/// `POST /auth/mfa/setup`: starts an enrolment — a fresh secret, shown this once as
+/// `enrollUri` and `enrollQrCode` — to confirm with `POST /auth/mfa/enroll {token}`.
+pub(crate) async fn mfa_setup(
+    State(engine): State<Engine>,
+    Authenticated(principal): Authenticated,
+) -> Answer {
+    let user = account_holder(&engine, &principal).await?;
     let uri = engine.begin_mfa_enrolment(&user).await?;
-    Ok(json_response(with_qr_code(
-        json!({ "enrolled": false }),
-        &uri,
-    )))
+    Ok(json_response(with_qr_code(json!({}), &uri)))
 }
 
 /// `POST /auth/mfa/enroll {token}`.
@@ -473,7 +549,7 @@ pub(crate) async fn mfa_enroll(
     Authenticated(principal): Authenticated,
     AuthJson(body): AuthJson<StepBody>,
 ) -> Answer {
-    let user = user_of(&principal)?;
+    let user = account_holder(&engine, &principal).await?;
     let token = required(&body.token, "Missing token", "token")?;
     engine.confirm_mfa_enrolment(&user, token).await?;
     Ok(OperationOutcome::all_ok().into_response())
@@ -485,7 +561,7 @@ pub(crate) async fn mfa_disable(
     Authenticated(principal): Authenticated,
     AuthJson(body): AuthJson<StepBody>,
 ) -> Answer {
-    let user = user_of(&principal)?;
+    let user = account_holder(&engine, &principal).await?;
     let token = required(&body.token, "Missing token", "token")?;
     engine.disable_mfa(&user, token).await?;
     Ok(OperationOutcome::all_ok().into_response())
@@ -524,26 +600,32 @@ pub(crate) async fn me(
         },
         "config": { "resourceType": "UserConfiguration" },
     });
+    let first_party = is_first_party(&engine, &principal).await?;
     if let (Subject::User(user_id), Some(obj)) = (&principal.subject, body.as_object_mut()) {
         let user = directory.user(user_id).await.map_err(LoginError::from)?;
         let now = engine.now();
-        let sessions: Vec<Value> = engine
-            .login_store()
-            .logins_of_user(user_id)
-            .await
-            .map_err(LoginError::from)?
-            .into_iter()
-            .filter(|l| l.stage == StageTag::Granted && !l.revoked && !l.expired_at(now))
-            .map(|l| {
-                json!({
-                    "id": l.id.as_str(),
-                    "lastUpdated": l.created_at.unix_timestamp(),
-                    "authMethod": l.auth_method,
-                    "remoteAddress": l.params.remote_address.map(|a| a.to_string()),
-                    "userAgent": l.params.user_agent,
+        // The session list is account management: only for the user's own application.
+        let sessions: Vec<Value> = if first_party {
+            engine
+                .login_store()
+                .logins_of_user(user_id)
+                .await
+                .map_err(LoginError::from)?
+                .into_iter()
+                .filter(|l| l.stage == StageTag::Granted && !l.revoked && !l.expired_at(now))
+                .map(|l| {
+                    json!({
+                        "id": l.id.as_str(),
+                        "lastUpdated": l.created_at.unix_timestamp(),
+                        "authMethod": l.auth_method,
+                        "remoteAddress": l.params.remote_address.map(|a| a.to_string()),
+                        "userAgent": l.params.user_agent,
+                    })
                 })
-            })
-            .collect();
+                .collect()
+        } else {
+            Vec::new()
+        };
         obj.insert(
             "user".into(),
             json!({
@@ -570,7 +652,7 @@ pub(crate) async fn revoke(
     AuthJson(body): AuthJson<StepBody>,
 ) -> Answer {
     let id = required(&body.login_id, "Login ID is required.", "loginId")?;
-    let user = user_of(&principal)?;
+    let user = account_holder(&engine, &principal).await?;
     let login = engine
         .login_store()
         .login(&LoginId::new(id))

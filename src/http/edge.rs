@@ -324,6 +324,18 @@ pub(crate) async fn method_not_allowed() -> OperationOutcome {
     OperationOutcome::with_status(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")
 }
 
+/// The value of cookie `name`, if the request carries it.
+pub(super) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,20 +11,34 @@ use serde::Deserialize;
 use url::Url;
 
 use super::HttpConfig;
-use super::auth::{Answer, OAuthFields, after_credentials, required, sso_cookie, to_provider};
-use super::edge::{AuthJson, ClientAddress, header_text};
+use super::auth::{Answer, OAuthFields, after_credentials, federated, required, sso_cookie};
+use super::edge::{AuthJson, ClientAddress, cookie, header_text};
 use super::error::OperationOutcome;
 use crate::engine::Engine;
 use crate::error::{LoginError, ServerError};
 use crate::idp::{ExternalCallback, GoogleSignIn};
-use crate::login::ProfileChoice;
+use crate::login::{Authenticated as Passed, HandOff, ProfileChoice};
 use crate::oauth::{ACCESS_TOKEN_TYPE, Form, TOKEN_EXCHANGE, TokenRequest};
+
+/// The cookie that binds an external sign-in to the browser that started it. `__Host-`: only
+/// over HTTPS (or a loopback origin), for the whole origin, never a subdomain's.
+pub(crate) const BROWSER_COOKIE: &str = "__Host-fhirgate-idp";
+
+/// `Set-Cookie` for the browser binding (`max_age` seconds; 0 clears it). `SameSite=Lax`: it
+/// comes along when the provider sends the browser back with a top-level GET.
+pub(super) fn browser_cookie(value: &str, max_age: i64) -> Option<HeaderValue> {
+    HeaderValue::from_str(&format!(
+        "{BROWSER_COOKIE}={value}; Path=/; Max-Age={max_age}; Secure; HttpOnly; SameSite=Lax"
+    ))
+    .ok()
+}
 
 /// Longest `state` accepted at `/auth/external/start` (Medplum's JSON login request).
 const MAX_START_STATE: usize = 8 * 1024;
 
-/// The start route for `domain`: `<external_callback_url>/start?domain=<domain>`.
-pub(super) fn start_url(engine: &Engine, domain: &str) -> Result<Url, OperationOutcome> {
+/// The start route: `<external_callback_url>/start`, with `?domain=<domain>` when a domain's
+/// configuration chose the provider.
+pub(super) fn start_url(engine: &Engine, domain: Option<&str>) -> Result<Url, OperationOutcome> {
     let mut url = engine
         .config()
         .external_callback_url
@@ -37,7 +51,9 @@ pub(super) fn start_url(engine: &Engine, domain: &str) -> Result<Url, OperationO
     let path = format!("{}/start", url.path().trim_end_matches('/'));
     url.set_path(&path);
     url.set_query(None);
-    url.query_pairs_mut().append_pair("domain", domain);
+    if let Some(domain) = domain {
+        url.query_pairs_mut().append_pair("domain", domain);
+    }
     Ok(url)
 }
 
@@ -66,12 +82,18 @@ struct StartRequest {
     domain: Option<String>,
     #[serde(flatten)]
     oauth: OAuthFields,
+    /// The client's OAuth `state`, echoed when the callback redirects to `redirectUri` (an
+    /// extension, as in `/auth/login`).
+    state: Option<String>,
 }
 
 /// `GET /auth/external/start?domain=…&state=<login request JSON>`: creates the login (with
 /// the same checks as `/auth/login`) and sends the browser to the identity provider with a
-/// server-side `state`, `nonce` and PKCE pair. Whatever the client put into the provider
-/// parameters (`state`, `code_challenge`, `client_id` …) is not forwarded.
+/// server-side `state`, `nonce` and PKCE pair, setting the browser binding cookie (the
+/// callback is accepted only with it). Whatever the client put into the provider parameters
+/// (`state`, `code_challenge`, `client_id` …) is not forwarded. This is the only place a
+/// federated login is created: `/auth/method`, `/auth/login` and `/auth/google` answer this
+/// URL for a federated email.
 pub(crate) async fn start(
     State(engine): State<Engine>,
     ClientAddress(address): ClientAddress,
@@ -92,10 +114,19 @@ pub(crate) async fn start(
     let domain = request.domain.or(query.domain);
     // A top-level navigation (the browser follows `authorizeUrl`): no `Origin` to check.
     let login = engine
-        .start(request.oauth.into_request(address, &headers, None, None))
+        .start(
+            request
+                .oauth
+                .into_request(address, &headers, None, request.state),
+        )
         .await?;
     let redirect_to = login.federate(domain.as_deref()).await?;
-    Ok(redirect(&redirect_to.authorize_url))
+    let mut response = redirect(&redirect_to.authorize_url);
+    let lifetime = (redirect_to.login.record().expires_at - engine.now()).whole_seconds();
+    if let Some(value) = browser_cookie(redirect_to.browser_binding.expose(), lifetime.max(1)) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    Ok(response)
 }
 
 /// The query of the provider's redirect back.
@@ -108,40 +139,44 @@ pub(crate) struct CallbackQuery {
     iss: Option<String>,
 }
 
-/// `GET /auth/external`: the provider's redirect back. Validates it (see
-/// [`crate::idp`]), then:
+/// `GET /auth/external`: the provider's redirect back. Validates it (see [`crate::idp`]) —
+/// only from the browser holding the binding cookie — then:
 ///
-/// * one eligible membership and a redirect URI registered (exactly) for the client → 302 to
-///   it with `code`, the client's `state` and `iss` (RFC 9207), and the single-sign-on cookie;
-/// * otherwise → 302 to the sign-in page with `login`, where the person picks a profile (or
-///   the page fetches the code from `/auth/login/{login}`).
+/// * no second factor, one eligible membership and a redirect URI registered (exactly) for
+///   the client → 302 to it with `code`, the client's `state` and `iss` (RFC 9207), and the
+///   single-sign-on cookie;
+/// * otherwise → 302 to the sign-in page with `login=<hand-off reference>`: single-use, valid
+///   for a minute, accepted only from this browser at `GET /auth/login/{login}`, which answers
+///   with the login's state and a fresh handle. No login handle goes into a URL.
 pub(crate) async fn callback(
     State(engine): State<Engine>,
     State(config): State<Arc<HttpConfig>>,
+    headers: HeaderMap,
     Query(query): Query<CallbackQuery>,
 ) -> Answer {
-    let login = engine
+    let passed = engine
         .external_callback(&ExternalCallback {
             state: query.state,
             code: query.code,
             error: query.error,
             iss: query.iss,
+            browser: cookie(&headers, BROWSER_COOKIE),
         })
         .await?;
-    let sign_in = |handle: &str| -> Result<Response, OperationOutcome> {
+    let sign_in = |handoff: HandOff| -> Result<Response, OperationOutcome> {
         let mut url = Url::parse(&engine.config().oauth.sign_in_url()).map_err(|e| {
             LoginError::from(ServerError::Config(format!(
                 "the sign-in URL is not a URL: {e}"
             )))
         })?;
-        url.query_pairs_mut().append_pair("login", handle);
+        url.query_pairs_mut().append_pair("login", handoff.expose());
         Ok(redirect(&url))
     };
-    let login = match login.choose_if_single().await? {
-        ProfileChoice::Chosen(login) => login,
-        ProfileChoice::Choose { login, .. } => return sign_in(login.handle().expose()),
+    let login = match passed {
+        Passed::SecondFactor(login) => return sign_in(login.hand_off().await?),
+        Passed::Enrolment(login, _) => return sign_in(login.hand_off().await?),
+        Passed::Profile(login) => login,
     };
-    let (login, code) = login.grant(None).await?;
     let params = login.record().params.clone();
     let registered = match (&params.redirect_uri, &params.client) {
         (Some(uri), Some(client)) => engine
@@ -154,10 +189,14 @@ pub(crate) async fn callback(
         _ => None,
     };
     let Some(mut target) = registered else {
-        // No registered redirect URI: the sign-in page continues (its status call hands
-        // out the code; this one is never shown).
-        return sign_in(login.handle().expose());
+        // Nowhere to send a code: the sign-in page picks the login up and continues.
+        return sign_in(login.hand_off().await?);
     };
+    let login = match login.choose_if_single().await? {
+        ProfileChoice::Chosen(login) => login,
+        ProfileChoice::Choose { login, .. } => return sign_in(login.hand_off().await?),
+    };
+    let (login, code) = login.grant(None).await?;
     {
         let mut pairs = target.query_pairs_mut();
         pairs.append_pair("code", code.expose());
@@ -169,6 +208,10 @@ pub(crate) async fn callback(
     let mut response = redirect(&target);
     if let Some(cookie) = sso_cookie(&login, &config) {
         response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    // The binding has done its job.
+    if let Some(cleared) = browser_cookie("", 0) {
+        response.headers_mut().append(header::SET_COOKIE, cleared);
     }
     Ok(response)
 }
@@ -208,7 +251,7 @@ pub(crate) async fn google(
         .await?;
     match login.google(google_client_id, credential).await? {
         GoogleSignIn::Authenticated(passed) => after_credentials(passed, &config).await,
-        GoogleSignIn::External(redirect) => Ok(to_provider(&redirect)),
+        GoogleSignIn::External { domain, .. } => federated(&engine, domain.as_deref()),
     }
 }
 

@@ -30,7 +30,7 @@ use axum::routing::{get, post};
 use crate::engine::Engine;
 use crate::model::IpMatch;
 
-pub use auth::READ_ONLY_EXTENSION;
+pub use auth::{FIRST_PARTY_REQUIRED, READ_ONLY_EXTENSION};
 pub use edge::{Authenticated, ClientAddress, no_store, trace};
 pub use error::OperationOutcome;
 
@@ -142,6 +142,7 @@ pub fn routes() -> Router<AppState> {
         .route("/auth/google", post(external::google))
         .route("/auth/exchange", post(external::exchange))
         .route("/auth/mfa/status", get(auth::mfa_status))
+        .route("/auth/mfa/setup", post(auth::mfa_setup))
         .route("/auth/mfa/enroll", post(auth::mfa_enroll))
         .route("/auth/mfa/verify", post(auth::mfa_verify))
         .route("/auth/mfa/login-enroll", post(auth::mfa_login_enroll))

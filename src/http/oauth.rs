@@ -7,21 +7,9 @@ use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
 use super::OperationOutcome;
-use super::edge::{Authenticated, ClientAddress, FormBody, bearer, header_text};
+use super::edge::{Authenticated, ClientAddress, FormBody, bearer, cookie, header_text};
 use crate::engine::Engine;
 use crate::oauth::{AuthorizeOutcome, AuthorizeRequest, Form, OAuthError, TokenRequest};
-
-/// The value of cookie `name`, if the request carries it.
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_owned())
-}
 
 async fn authorize(
     engine: &Engine,

@@ -22,6 +22,22 @@ pub enum ExternalError {
     /// sent to (a mix-up attack, RFC 9207).
     #[error("The authorization response came from another identity provider")]
     IssuerMismatch,
+    /// The provider announces RFC 9207 `iss` in its authorization responses, and this one has
+    /// none (a mix-up attack can strip it).
+    #[error("The authorization response has no issuer")]
+    MissingIssuer,
+    /// The callback came to a browser other than the one that started the sign-in (login
+    /// CSRF): its binding cookie is missing or different.
+    #[error("The sign-in was started in another browser")]
+    BrowserMismatch,
+    /// An opaque subject token from a provider that signs its tokens, without introspection
+    /// configured to show it was issued to us.
+    #[error("The subject token must be a JWT signed by the identity provider")]
+    OpaqueSubjectToken,
+    /// The provider's introspection says the subject token is not active, or was issued to
+    /// another client.
+    #[error("The subject token is not active for this client")]
+    InactiveSubjectToken,
     /// The provider's token or UserInfo endpoint answered with an error or something that is
     /// not a token response (Medplum's text).
     #[error("Failed to verify code - check your identity provider configuration")]
@@ -66,6 +82,9 @@ impl ExternalError {
             | ExternalError::MissingCode
             | ExternalError::InvalidState
             | ExternalError::IssuerMismatch
+            | ExternalError::MissingIssuer
+            | ExternalError::BrowserMismatch
+            | ExternalError::OpaqueSubjectToken
             | ExternalError::UnknownGoogleClient
             | ExternalError::NoProvider => Fault::Request,
             ExternalError::ProviderRefused(_)
@@ -74,7 +93,8 @@ impl ExternalError {
             | ExternalError::MissingEmail
             | ExternalError::EmailNotVerified
             | ExternalError::DomainMismatch
-            | ExternalError::UnknownIdentity => Fault::Credentials,
+            | ExternalError::UnknownIdentity
+            | ExternalError::InactiveSubjectToken => Fault::Credentials,
             ExternalError::ProviderError(_)
             | ExternalError::Unreachable(_)
             | ExternalError::NotConfigured(_) => Fault::Server,

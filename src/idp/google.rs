@@ -7,8 +7,8 @@ use url::Url;
 
 use super::{Expected, ExternalError, identity_of};
 use crate::error::LoginError;
-use crate::login::{Authenticated, Domain, ExternalRedirect, Login, Profile, create, new_handle};
-use crate::model::{Amr, AuthMethod, LoginId, LoginRecord, User, UserId};
+use crate::login::{Authenticated, Domain, Login, create_authenticated, new_record};
+use crate::model::{Amr, AuthMethod, User, UserId};
 
 /// Google sign-in settings.
 #[derive(Debug, Clone)]
@@ -44,14 +44,21 @@ impl Default for GoogleConfig {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum GoogleSignIn {
-    /// Google's word is accepted: the login continues as after a password (without a second
-    /// factor: Google authenticated the person).
+    /// Google's word is accepted: the login continues as after a password — with the
+    /// account's own second factor when it has one (Google's MFA is not ours to trust).
     Authenticated(Authenticated),
     /// The person's organisation signs in at its own identity provider (configured for the
     /// client or for the email's domain): send the browser there instead. A Google account
     /// for the same address does not bypass the organisation's provider — its MFA, its
-    /// offboarding. Medplum answers `{domain, authorizeUrl}` here too.
-    External(ExternalRedirect),
+    /// offboarding. Medplum answers `{domain, authorizeUrl}` here too. Nothing is stored:
+    /// see [`Method::External`](crate::login::Method::External).
+    External {
+        /// The login, still in the Domain stage.
+        login: Login<Domain>,
+        /// The email domain whose configuration chose the provider (`None` when the client's
+        /// configuration did).
+        domain: Option<String>,
+    },
 }
 
 impl Login<Domain> {
@@ -89,9 +96,15 @@ impl Login<Domain> {
         if !identity.email_verified {
             return Err(ExternalError::EmailNotVerified.into());
         }
-        if let Some((provider, source)) = self.provider_for_email(&email).await? {
-            let redirect = self.into_external(provider, source, Some(&email)).await?;
-            return Ok(GoogleSignIn::External(redirect));
+        if let Some((_, source)) = self.provider_for_email(&email).await? {
+            let domain = match source {
+                crate::model::ProviderSource::Domain(domain) => Some(domain),
+                crate::model::ProviderSource::Client(_) => None,
+            };
+            return Ok(GoogleSignIn::External {
+                login: self,
+                domain,
+            });
         }
         let params = self.params().clone();
         let directory = engine.directory();
@@ -116,20 +129,9 @@ impl Login<Domain> {
         };
         engine.external_eligible(&user, &params).await?;
 
-        let now = engine.now();
-        let handle = new_handle(&engine)?;
-        let mut record = LoginRecord::new(
-            LoginId::generate(engine.random())?,
-            handle.hash(),
-            params,
-            AuthMethod::Google,
-            now,
-            now.saturating_add(engine.config().login_lifetime),
-        );
-        record.user = Some(user.id);
-        record.auth_time = Some(now);
-        record.amr = vec![Amr::Fed];
-        let login = create::<Profile>(engine, record, handle).await?;
-        Ok(GoogleSignIn::Authenticated(Authenticated::Profile(login)))
+        let record = new_record(&engine, params, AuthMethod::Google, &user, Amr::Fed)?;
+        Ok(GoogleSignIn::Authenticated(
+            create_authenticated(engine, record, &user).await?,
+        ))
     }
 }

@@ -9,7 +9,8 @@
 //!    challenge whose verifier never leaves the server
 //!    ([`Login::method`](crate::login::Login::method)).
 //! 2. [`Engine::external_callback`] resumes that login by its `state` — the state is spent
-//!    from then on, whatever happens — checks RFC 9207's `iss`, exchanges the code at the
+//!    from then on, whatever happens — checks that the browser holds the login's binding
+//!    cookie (set where the sign-in started), checks RFC 9207's `iss`, exchanges the code at the
 //!    provider with the verifier and our client credentials, and validates the ID token:
 //!    signature against the provider's JWKS (fetched through the
 //!    [`Transport`](crate::transport::Transport), cached, refetched once on an unknown
@@ -19,8 +20,9 @@
 //!    the provider is configured to use the subject, otherwise by email — only when the
 //!    provider says `email_verified`, and only inside the domain whose configuration chose
 //!    the provider.
-//! 4. The login continues in the Profile stage with a **new** handle (the old one, the
-//!    `state`, travelled through URLs).
+//! 4. The login continues with a **new** handle (the old one, the `state`, travelled through
+//!    URLs) in the stage after a first factor: the account's own second factor when it has
+//!    one, else the Profile stage.
 
 mod error;
 mod google;
@@ -38,10 +40,9 @@ pub use jwks::REFETCH_INTERVAL;
 pub(crate) use tokens::{Expected, identity_of};
 
 use crate::engine::Engine;
-use crate::error::{LoginError, RequestError};
-use crate::login::{External, Login, Profile, Stored, advance, new_handle};
+use crate::error::LoginError;
 use crate::model::{
-    Amr, AuthMethod, IdentityProvider, LoginParams, ProviderSource, User, normalize_email,
+    IdentityProvider, LoginParams, LoginRecord, ProviderSource, User, normalize_email,
 };
 
 /// What a provider told us about the person.
@@ -72,8 +73,9 @@ impl fmt::Debug for ExternalIdentity {
     }
 }
 
-/// The query of the provider's redirect back to us (`/auth/external`). `Debug` shows
-/// whether `state` and `code` are present, not their values.
+/// The query of the provider's redirect back to us (`/auth/external`), and the browser's
+/// binding cookie. `Debug` shows whether `state`, `code` and the binding are present, not
+/// their values.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct ExternalCallback {
     /// `state`: the login's handle.
@@ -84,6 +86,9 @@ pub struct ExternalCallback {
     pub error: Option<String>,
     /// RFC 9207 issuer of the response.
     pub iss: Option<String>,
+    /// The value of the browser binding cookie (see
+    /// [`ExternalRedirect::browser_binding`](crate::login::ExternalRedirect::browser_binding)).
+    pub browser: Option<String>,
 }
 
 impl std::fmt::Debug for ExternalCallback {
@@ -94,6 +99,7 @@ impl std::fmt::Debug for ExternalCallback {
             .field("code", &redacted(&self.code))
             .field("error", &self.error)
             .field("iss", &self.iss)
+            .field("browser", &redacted(&self.browser))
             .finish()
     }
 }
@@ -125,45 +131,15 @@ impl Engine {
         })?)
     }
 
-    /// Handles the provider's redirect back: validates everything (see the
-    /// [module documentation](self)) and continues the login in the Profile stage, with a
-    /// new handle. The `state` is single-use: any failure after it was recognised revokes the
-    /// login.
-    pub async fn external_callback(
+    /// The provider checks of a callback for the login waiting in `record`: the provider's
+    /// error, RFC 9207 `iss`, the code exchange with our PKCE verifier, the ID token (or
+    /// UserInfo), and the identity mapping. Returns the account, eligible for this login. The
+    /// transition itself is [`Engine::external_callback`]'s.
+    pub(crate) async fn identify_callback(
         &self,
+        record: &LoginRecord,
         callback: &ExternalCallback,
-    ) -> Result<Login<Profile>, LoginError> {
-        let state = callback
-            .state
-            .as_deref()
-            .filter(|s| !s.is_empty())
-            .ok_or(ExternalError::MissingState)?;
-        let login = self.resume::<External>(state).await.map_err(|e| match e {
-            LoginError::Request(
-                RequestError::UnknownLogin
-                | RequestError::WrongStage { .. }
-                | RequestError::LoginExpired
-                | RequestError::LoginRevoked,
-            ) => LoginError::External(ExternalError::InvalidState),
-            other => other,
-        })?;
-        let id = login.id().clone();
-        match self.finish_external(login, callback).await {
-            Ok(login) => Ok(login),
-            Err(error) => {
-                // The state is spent: this login cannot be tried again.
-                let _ = self.login_store().revoke_login(&id).await;
-                Err(error)
-            }
-        }
-    }
-
-    async fn finish_external(
-        &self,
-        login: Login<External>,
-        callback: &ExternalCallback,
-    ) -> Result<Login<Profile>, LoginError> {
-        let record = login.record().clone();
+    ) -> Result<User, LoginError> {
         let pending = record.external.clone().ok_or(ExternalError::InvalidState)?;
         let provider = self.provider_of(&pending.provider).await?;
         if let Some(error) = &callback.error {
@@ -180,11 +156,15 @@ impl Engine {
             .filter(|c| !c.is_empty())
             .ok_or(ExternalError::MissingCode)?;
         // RFC 9207 §2.4: a response naming another issuer (simple string comparison) is a
-        // mix-up.
-        if let (Some(iss), Some(expected)) = (&callback.iss, &provider.issuer)
-            && iss != expected
-        {
-            return Err(ExternalError::IssuerMismatch.into());
+        // mix-up; so is one without `iss` from a provider that always sends it.
+        match (&callback.iss, &provider.issuer) {
+            (Some(iss), Some(expected)) if iss != expected => {
+                return Err(ExternalError::IssuerMismatch.into());
+            }
+            (None, _) if provider.iss_parameter_supported => {
+                return Err(ExternalError::MissingIssuer.into());
+            }
+            _ => {}
         }
         let redirect_uri = self.config().external_callback_url.clone().ok_or_else(|| {
             ExternalError::NotConfigured("external_callback_url is not configured".to_owned())
@@ -208,26 +188,7 @@ impl Engine {
             .resolve_external_user(&record.params, &provider, domain, &identity)
             .await?;
         self.external_eligible(&user, &record.params).await?;
-
-        // Continue with a fresh handle: the old one went through the browser as `state`.
-        let handle = new_handle(self)?;
-        let hash = handle.hash();
-        let now = self.now();
-        let lifetime = self.config().login_lifetime;
-        let stored = Stored {
-            record: login.stage.stored.record,
-            handle,
-        };
-        advance::<Profile>(self.clone(), stored, move |r| {
-            r.handle_hash = hash;
-            r.user = Some(user.id);
-            r.auth_method = AuthMethod::External;
-            r.auth_time = Some(now);
-            r.amr = vec![Amr::Fed];
-            r.external = None;
-            r.expires_at = now.saturating_add(lifetime);
-        })
-        .await
+        Ok(user)
     }
 
     /// The identity in a token response: from the validated ID token, or — for a provider
@@ -281,17 +242,25 @@ impl Engine {
     ) -> Result<User, LoginError> {
         let directory = self.directory();
         if provider.use_subject {
-            // Keyed by (issuer, subject): the provider is this login's, its issuer was
-            // checked, and the subject is looked up as the membership's external id inside
-            // the login's project.
+            // Keyed by (issuer, subject): a subject is unique only at its issuer, so the
+            // membership must name the issuer too — two providers of one project may both
+            // have a subject "1234". The issuer was checked against the token.
+            let issuer = provider.issuer.as_deref().ok_or_else(|| {
+                ExternalError::NotConfigured(
+                    "a provider matching by subject needs its issuer".to_owned(),
+                )
+            })?;
             let project = params.project.as_ref().ok_or_else(|| {
                 ExternalError::NotConfigured(
                     "a provider matching by subject needs a login bound to a project".to_owned(),
                 )
             })?;
-            let memberships = directory
+            let memberships: Vec<_> = directory
                 .memberships_by_external_id(project, &identity.subject)
-                .await?;
+                .await?
+                .into_iter()
+                .filter(|m| m.external_issuer.as_deref() == Some(issuer))
+                .collect();
             let [membership] = memberships.as_slice() else {
                 return Err(ExternalError::UnknownIdentity.into());
             };

@@ -190,6 +190,59 @@ impl Engine {
         Ok(body)
     }
 
+    /// RFC 7662 introspection of an opaque access token at the provider, authenticated as we
+    /// are at its token endpoint. The token must be `active`, unexpired, and issued to us:
+    /// its `aud` names one of `audiences` or its `client_id` is our client id at the provider.
+    pub(crate) async fn provider_introspect(
+        &self,
+        provider: &IdentityProvider,
+        token: &str,
+        audiences: &[&str],
+    ) -> Result<(), ExternalError> {
+        let url = provider.introspection_url.clone().ok_or_else(|| {
+            ExternalError::NotConfigured("the provider has no introspection endpoint".to_owned())
+        })?;
+        let (headers, body) = introspection_request(provider, token);
+        let response = self
+            .transport()
+            .send(HttpRequest {
+                method: HttpMethod::Post,
+                url,
+                headers,
+                body,
+            })
+            .await
+            .map_err(ExternalError::Unreachable)?;
+        if response.status != 200 {
+            return Err(ExternalError::ProviderError(format!(
+                "introspection answered {}",
+                response.status
+            )));
+        }
+        let answer: Value = serde_json::from_slice(&response.body).map_err(|_| {
+            ExternalError::ProviderError("introspection answered no JSON".to_owned())
+        })?;
+        if answer.get("active") != Some(&Value::Bool(true)) {
+            return Err(ExternalError::InactiveSubjectToken);
+        }
+        if let Some(exp) = time_claim(&answer, "exp")
+            && self.now().unix_timestamp() >= exp
+        {
+            return Err(ExternalError::InactiveSubjectToken);
+        }
+        let named: Vec<&str> = match answer.get("aud") {
+            Some(Value::String(a)) => vec![a.as_str()],
+            Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        };
+        let for_us = named.iter().any(|a| audiences.contains(a))
+            || answer.get("client_id").and_then(Value::as_str) == Some(&provider.client_id);
+        if !for_us {
+            return Err(ExternalError::InactiveSubjectToken);
+        }
+        Ok(())
+    }
+
     /// The provider's UserInfo for an access token it issued.
     pub(crate) async fn provider_userinfo(
         &self,
@@ -281,6 +334,26 @@ fn code_exchange_request(
         .append_pair("code", code)
         .append_pair("redirect_uri", redirect_uri)
         .append_pair("code_verifier", verifier);
+    with_client_auth(provider, form)
+}
+
+/// The headers and form body of an RFC 7662 introspection request.
+fn introspection_request(
+    provider: &IdentityProvider,
+    token: &str,
+) -> (Vec<(String, String)>, Vec<u8>) {
+    let mut form = url::form_urlencoded::Serializer::new(String::new());
+    form.append_pair("token", token)
+        .append_pair("token_type_hint", "access_token");
+    with_client_auth(provider, form)
+}
+
+/// Headers and form body of a request to the provider that authenticates us as its client
+/// (`client_secret_basic` or `client_secret_post`, per the configuration).
+fn with_client_auth(
+    provider: &IdentityProvider,
+    mut form: url::form_urlencoded::Serializer<'_, String>,
+) -> (Vec<(String, String)>, Vec<u8>) {
     let mut headers = vec![
         (
             "Content-Type".to_owned(),

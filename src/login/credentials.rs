@@ -6,12 +6,12 @@ use super::second_factor::{EnrolmentUri, start_enrolment};
 use super::{Enrolment, Login, Profile, SecondFactor, Stage, create, new_handle, sealed};
 use crate::audit::{AuditKind, SignInFailure};
 use crate::credential::password::Verification;
+use crate::credential::throttle::PasswordAttempt;
 use crate::error::{CredentialError, LoginError};
 use crate::model::{
     Amr, AuthMethod, LoginId, LoginParams, LoginRecord, ProjectMembership, User, UserId,
 };
 use crate::secret::SecretHash;
-use crate::store::{OnceKey, take_attempts};
 
 /// Credentials stage (password): the email is known and signs in with a password. Not
 /// stored: the login is stored once the password passes.
@@ -52,23 +52,11 @@ impl Login<Credentials> {
         let context = || super::audit_context(&params, None, None);
 
         // Throttle before any expensive work, by account whether or not it exists.
-        let scope = params.project.as_ref().map(|p| p.as_str()).unwrap_or("");
-        let account_key = OnceKey::new(
-            "password-account",
-            &SecretHash::of(format!("{scope}\n{email}").as_bytes()).to_base64(),
-        );
-        let throttle = engine.config().throttle.clone();
-        let now = engine.now();
-        let mut keys = vec![(account_key.clone(), throttle.attempts_per_account)];
-        if let (Some(limit), Some(address)) = (throttle.attempts_per_address, params.remote_address)
-        {
-            keys.push((
-                OnceKey::new("password-address", &address.to_string()),
-                limit,
-            ));
-        }
-        if let Some(retry_after) =
-            take_attempts(engine.once_store(), &keys, throttle.window, now).await?
+        let attempt = PasswordAttempt::new(&email, params.remote_address);
+        let throttle = &engine.config().throttle;
+        if let Some(retry_after) = attempt
+            .take(engine.once_store(), throttle, engine.now())
+            .await?
         {
             engine.audit(
                 AuditKind::PasswordRejected {
@@ -119,6 +107,9 @@ impl Login<Credentials> {
             }
         };
         let (Some(mut user), None) = (user, failure) else {
+            attempt
+                .failed(engine.once_store(), throttle, engine.now())
+                .await?;
             engine.audit(
                 AuditKind::PasswordRejected {
                     reason: failure.unwrap_or(SignInFailure::WrongPassword),
@@ -128,7 +119,7 @@ impl Login<Credentials> {
             return Err(CredentialError::InvalidCredentials.into());
         };
 
-        engine.once_store().clear_attempts(&account_key).await?;
+        attempt.succeeded(engine.once_store()).await?;
 
         if matches!(verification, Verification::Match { needs_rehash: true })
             && let Ok(hash) = engine.password_hasher().hash(&password).await
@@ -146,33 +137,97 @@ impl Login<Credentials> {
             }
         }
 
-        let now = engine.now();
-        let handle = new_handle(&engine)?;
-        let mut record = LoginRecord::new(
-            LoginId::generate(engine.random())?,
-            handle.hash(),
-            params,
-            AuthMethod::Password,
-            now,
-            now.saturating_add(engine.config().login_lifetime),
-        );
-        record.user = Some(user.id.clone());
-        record.auth_time = Some(now);
-        record.amr = vec![Amr::Pwd];
+        let record = new_record(&engine, params, AuthMethod::Password, &user, Amr::Pwd)?;
         engine.audit(AuditKind::PasswordAccepted, super::record_context(&record));
-
-        if user.mfa_enrolled() {
-            let login = create::<SecondFactor>(engine, record, handle).await?;
-            Ok(Authenticated::SecondFactor(login))
-        } else if user.mfa_required {
-            let uri = start_enrolment(&engine, &user, Some(&record.id)).await?;
-            let login = create::<Enrolment>(engine, record, handle).await?;
-            Ok(Authenticated::Enrolment(login, uri))
-        } else {
-            let login = create::<Profile>(engine, record, handle).await?;
-            Ok(Authenticated::Profile(login))
-        }
+        create_authenticated(engine, record, &user).await
     }
+}
+
+/// A login record for `user`, who has just passed a first factor (`amr`) by `method`.
+pub(crate) fn new_record(
+    engine: &crate::engine::Engine,
+    params: LoginParams,
+    method: AuthMethod,
+    user: &User,
+    amr: Amr,
+) -> Result<LoginRecord, LoginError> {
+    let now = engine.now();
+    let mut record = LoginRecord::new(
+        LoginId::generate(engine.random())?,
+        // Replaced by the handle `create` draws.
+        SecretHash::of(b""),
+        params,
+        method,
+        now,
+        now.saturating_add(engine.config().login_lifetime),
+    );
+    record.user = Some(user.id.clone());
+    record.auth_time = Some(now);
+    record.amr = vec![amr];
+    Ok(record)
+}
+
+/// The stage after a first factor, whichever it was (password, Google, an external
+/// provider): the local second factor when the account has one — or must enrol one — else the
+/// Profile stage. A federated sign-in does not skip the account's own TOTP: the provider's
+/// MFA is not ours to trust.
+enum AfterFirstFactor {
+    SecondFactor,
+    Enrolment,
+    Profile,
+}
+
+fn after_first_factor(user: &User) -> AfterFirstFactor {
+    if user.mfa_enrolled() {
+        AfterFirstFactor::SecondFactor
+    } else if user.mfa_required {
+        AfterFirstFactor::Enrolment
+    } else {
+        AfterFirstFactor::Profile
+    }
+}
+
+/// Stores a login whose first factor passed, in the stage it continues in.
+pub(crate) async fn create_authenticated(
+    engine: crate::engine::Engine,
+    record: LoginRecord,
+    user: &User,
+) -> Result<Authenticated, LoginError> {
+    let handle = new_handle(&engine)?;
+    Ok(match after_first_factor(user) {
+        AfterFirstFactor::SecondFactor => {
+            Authenticated::SecondFactor(create(engine, record, handle).await?)
+        }
+        AfterFirstFactor::Enrolment => {
+            let uri = start_enrolment(&engine, user, Some(&record.id)).await?;
+            Authenticated::Enrolment(create(engine, record, handle).await?, uri)
+        }
+        AfterFirstFactor::Profile => Authenticated::Profile(create(engine, record, handle).await?),
+    })
+}
+
+/// Moves a stored login whose first factor just passed (an external provider's callback) to
+/// the stage it continues in, applying `change` to its record.
+pub(crate) async fn advance_authenticated(
+    engine: crate::engine::Engine,
+    stored: super::Stored,
+    user: &User,
+    change: impl FnOnce(&mut LoginRecord),
+) -> Result<Authenticated, LoginError> {
+    Ok(match after_first_factor(user) {
+        AfterFirstFactor::SecondFactor => {
+            Authenticated::SecondFactor(super::advance(engine, stored, change).await?)
+        }
+        AfterFirstFactor::Enrolment => {
+            let id = stored.record.id.clone();
+            let login: Login<Enrolment> = super::advance(engine.clone(), stored, change).await?;
+            let uri = start_enrolment(&engine, user, Some(&id)).await?;
+            Authenticated::Enrolment(login, uri)
+        }
+        AfterFirstFactor::Profile => {
+            Authenticated::Profile(super::advance(engine, stored, change).await?)
+        }
+    })
 }
 
 /// The memberships a login may act as: active ones, within the login's project when it names

@@ -25,6 +25,8 @@ const MAX_URI: usize = 2048;
 const MAX_TEXT: usize = 512;
 /// Longest accepted scope string.
 const MAX_SCOPE: usize = 4096;
+/// How long a login waits for an identity provider's callback.
+pub const EXTERNAL_LIFETIME: time::Duration = time::Duration::minutes(10);
 
 /// What a client sends to start a login (the fields of Medplum's `/auth/login`, `/auth/method`
 /// and the authorization request). Empty strings count as absent, as Medplum's clients send
@@ -76,8 +78,17 @@ impl Stage for Domain {}
 pub enum Method {
     /// With a password: continue with [`Login::password`].
     Password(Login<Credentials>),
-    /// At an external identity provider: send the browser to `authorize_url`.
-    External(ExternalRedirect),
+    /// At an external identity provider. Nothing is stored yet: the provider leg must start
+    /// in the browser, which gets a binding cookie there — call [`Login::federate`] from a
+    /// request the browser navigated to (the HTTP layer answers the `/auth/external/start`
+    /// URL, as Medplum's `/auth/method` does).
+    External {
+        /// The login, still in the Domain stage.
+        login: Login<Domain>,
+        /// The email domain whose configuration chose the provider (`None` when the client's
+        /// configuration did).
+        domain: Option<String>,
+    },
 }
 
 /// A login sent to an external identity provider.
@@ -90,6 +101,14 @@ pub struct ExternalRedirect {
     /// The email domain whose configuration chose the provider (`None` when the client's
     /// configuration did).
     pub domain: Option<String>,
+    /// The browser binding: set it as a `__Host-` cookie (`Secure; HttpOnly;
+    /// SameSite=Lax`) on the response that sends the browser to the provider. The callback
+    /// is accepted only from a browser that presents it ([`ExternalCallback::browser`]), so
+    /// a callback URL planted in another browser signs nobody in (login CSRF). Only its hash
+    /// is stored.
+    ///
+    /// [`ExternalCallback::browser`]: crate::idp::ExternalCallback::browser
+    pub browser_binding: BearerSecret,
 }
 
 impl std::fmt::Debug for ExternalRedirect {
@@ -102,6 +121,7 @@ impl std::fmt::Debug for ExternalRedirect {
             .field("login", &self.login)
             .field("authorize_url", &format_args!("{endpoint}?<redacted>"))
             .field("domain", &self.domain)
+            .field("browser_binding", &self.browser_binding)
             .finish()
     }
 }
@@ -350,9 +370,13 @@ impl Login<Domain> {
     pub async fn method(self, email: &str) -> Result<Method, LoginError> {
         let email = parse_email(email).ok_or(RequestError::InvalidEmail)?;
         match self.provider_for_email(&email).await? {
-            Some((provider, source)) => Ok(Method::External(
-                self.into_external(provider, source, Some(&email)).await?,
-            )),
+            Some((_, source)) => Ok(Method::External {
+                login: self,
+                domain: match source {
+                    ProviderSource::Domain(domain) => Some(domain),
+                    ProviderSource::Client(_) => None,
+                },
+            }),
             None => {
                 let Login { engine, stage } = self;
                 Ok(Method::Password(Login {
@@ -375,7 +399,8 @@ impl Login<Domain> {
             .provider_for(domain.as_deref())
             .await?
             .ok_or(crate::idp::ExternalError::NoProvider)?;
-        self.into_external(provider, source, None).await
+        let Login { engine, stage } = self;
+        external(engine, stage.params, provider, source).await
     }
 
     /// The provider that governs sign-ins for `email`'s domain in this login: the client's,
@@ -386,17 +411,6 @@ impl Login<Domain> {
     ) -> Result<Option<(IdentityProvider, ProviderSource)>, LoginError> {
         let domain = email.rsplit_once('@').map(|(_, d)| d.to_lowercase());
         self.provider_for(domain.as_deref()).await
-    }
-
-    /// Stores the login, waiting for `provider`'s callback, and builds the browser's way there.
-    pub(crate) async fn into_external(
-        self,
-        provider: IdentityProvider,
-        source: ProviderSource,
-        email: Option<&str>,
-    ) -> Result<ExternalRedirect, LoginError> {
-        let Login { engine, stage } = self;
-        external(engine, stage.params, provider, source, email).await
     }
 
     async fn provider_for(
@@ -428,7 +442,6 @@ async fn external(
     params: LoginParams,
     provider: IdentityProvider,
     source: ProviderSource,
-    email: Option<&str>,
 ) -> Result<ExternalRedirect, LoginError> {
     let callback = engine
         .config()
@@ -440,12 +453,34 @@ async fn external(
                     .to_owned(),
             )
         })?;
+    // An anonymous request is about to store a login: limited per client address.
+    let throttle = &engine.config().throttle;
+    if let Some(limit) = throttle.external_starts_per_address {
+        let key = crate::store::OnceKey::new(
+            "external-start-address",
+            &params
+                .remote_address
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
+        );
+        if let Some(retry_after) = crate::store::take_attempts(
+            engine.once_store(),
+            &[(key, limit)],
+            throttle.address_window,
+            engine.now(),
+        )
+        .await?
+        {
+            return Err(LoginError::Throttled { retry_after });
+        }
+    }
     let random = engine.random();
     // The `state` is the login's handle: the callback resumes the login by it, and the
     // login continues under a new handle afterwards (the state travelled through URLs).
     let handle = new_handle(&engine)?;
     let nonce = BearerSecret::generate(random)?;
     let verifier = BearerSecret::generate(random)?;
+    let browser_binding = BearerSecret::generate(random)?;
     let mut authorize_url = provider.authorize_url.clone();
     authorize_url
         .query_pairs_mut()
@@ -457,11 +492,6 @@ async fn external(
         .append_pair("nonce", nonce.expose())
         .append_pair("code_challenge", &pkce::s256_challenge(verifier.expose()))
         .append_pair("code_challenge_method", "S256");
-    if let Some(email) = email {
-        authorize_url
-            .query_pairs_mut()
-            .append_pair("login_hint", email);
-    }
     let now = engine.now();
     let mut record = LoginRecord::new(
         LoginId::generate(random)?,
@@ -471,6 +501,9 @@ async fn external(
         now,
         now.saturating_add(engine.config().login_lifetime),
     );
+    record.browser = Some(browser_binding.hash());
+    // Waiting at the provider is short: an anonymous request stored this.
+    record.expires_at = now.saturating_add(EXTERNAL_LIFETIME.min(engine.config().login_lifetime));
     record.external = Some(ExternalPending {
         provider: source.clone(),
         authorize_url: provider.authorize_url.to_string(),
@@ -494,5 +527,6 @@ async fn external(
         login,
         authorize_url,
         domain,
+        browser_binding,
     })
 }

@@ -21,13 +21,20 @@
 //! | [`Authorized`] | yes | the token endpoint consumes the code |
 //!
 //! Every stored transition is a compare-and-swap on the record's version, so two requests
-//! racing on one login cannot both move it.
+//! racing on one login cannot both move it, and every stored transition **rotates the
+//! handle**: the handle that continued a step is dead afterwards, so a handle seen in a log,
+//! a `Referer` or a browser history is worth nothing once the login moved on. A login's
+//! handle never travels in a URL we build: after an identity provider's callback the browser
+//! gets a short-lived, single-use hand-off reference bound to its cookie instead
+//! ([`Login::hand_off`], [`Engine::resume_waiting`]).
 
 mod credentials;
 mod domain;
+mod external;
 mod profile;
 mod scope;
 mod second_factor;
+mod sso;
 
 use std::fmt;
 
@@ -38,13 +45,14 @@ use crate::error::{LoginError, RequestError};
 use crate::model::{LoginId, LoginParams, LoginRecord, StageTag, UserId};
 use crate::secret::{BearerSecret, SecretHash};
 
-pub(crate) use credentials::eligible;
 pub use credentials::{Authenticated, Credentials};
-pub use domain::{Domain, ExternalRedirect, LoginRequest, Method};
+pub(crate) use credentials::{create_authenticated, eligible, new_record};
+pub use domain::{Domain, EXTERNAL_LIFETIME, ExternalRedirect, LoginRequest, Method};
 pub use profile::ProfileChoice;
 pub(crate) use profile::{access_policy, check_membership};
 pub(crate) use scope::granted_scope;
 pub use second_factor::EnrolmentUri;
+pub use sso::SingleSignOn;
 
 /// The opaque secret that continues a login from one request to the next (Medplum's `login`
 /// field). 256 bits from the CSPRNG; only its SHA-256 is stored. `Debug` is redacted.
@@ -244,10 +252,14 @@ fn presented_handle(handle: &str) -> Result<LoginHandle, LoginError> {
 
 impl Engine {
     /// Resumes a stored login in stage `S` from the handle a client presented. Refuses an
-    /// unknown handle ("Login not found"), a revoked or expired login, and a login waiting in
-    /// another stage — so a step can only be taken in the stage it belongs to.
+    /// unknown handle ("Login not found"), a revoked or expired login, a login being handed
+    /// off to a browser, and a login waiting in another stage — so a step can only be taken
+    /// in the stage it belongs to.
     pub async fn resume<S: Resumable>(&self, handle: &str) -> Result<Login<S>, LoginError> {
         let (record, handle) = self.live_record(handle).await?;
+        if record.handoff_until.is_some() {
+            return Err(RequestError::UnknownLogin.into());
+        }
         if record.stage != S::TAG {
             return Err(RequestError::WrongStage {
                 expected: S::TAG,
@@ -261,13 +273,67 @@ impl Engine {
         })
     }
 
-    /// The stage a stored login waits in, without resuming it (for status endpoints). The
-    /// same checks as [`Engine::resume`] apply, except the stage.
+    /// The stage a stored login waits in, without resuming it. The same checks as
+    /// [`Engine::resume`] apply, except the stage.
     pub async fn login_stage(&self, handle: &str) -> Result<StageTag, LoginError> {
-        Ok(self.live_record(handle).await?.0.stage)
+        let (record, _) = self.live_record(handle).await?;
+        if record.handoff_until.is_some() {
+            return Err(RequestError::UnknownLogin.into());
+        }
+        Ok(record.stage)
     }
 
-    /// The record behind a presented handle, if it exists, is not revoked and not expired.
+    /// Resumes a login in whatever stage it waits in, for a status request (Medplum's
+    /// `GET /auth/login/{login}`) or to pick up a hand-off ([`Login::hand_off`]). The
+    /// presented handle may have travelled in a URL, so it is spent: the login comes back
+    /// under a new handle.
+    ///
+    /// A hand-off is picked up once, before its deadline, and only with `browser` — the value
+    /// of the binding cookie of the browser that started the sign-in; anything else reads
+    /// "Login not found". A login whose code was issued answers "Login already granted": a
+    /// handle never yields a second code.
+    pub async fn resume_waiting(
+        &self,
+        handle: &str,
+        browser: Option<&str>,
+    ) -> Result<Waiting, LoginError> {
+        let (record, handle) = self.live_record(handle).await?;
+        let picked_up = match record.handoff_until {
+            None => false,
+            Some(until) => {
+                let bound = match (&record.browser, browser) {
+                    (Some(expected), Some(presented)) => {
+                        expected.ct_eq(&SecretHash::of_presented(presented))
+                    }
+                    _ => false,
+                };
+                if !bound || self.now() >= until {
+                    return Err(RequestError::UnknownLogin.into());
+                }
+                true
+            }
+        };
+        let stored = Stored { record, handle };
+        let engine = self.clone();
+        let clear = |r: &mut LoginRecord| r.handoff_until = None;
+        Ok(match stored.record.stage {
+            StageTag::SecondFactor => {
+                Waiting::SecondFactor(advance(engine, stored, clear).await?, picked_up)
+            }
+            StageTag::Enrolment => {
+                Waiting::Enrolment(advance(engine, stored, clear).await?, picked_up)
+            }
+            StageTag::Profile => Waiting::Profile(advance(engine, stored, clear).await?, picked_up),
+            StageTag::Scope => Waiting::Scope(advance(engine, stored, clear).await?, picked_up),
+            StageTag::Authorized | StageTag::Granted => {
+                return Err(RequestError::AlreadyGranted.into());
+            }
+            StageTag::External => return Err(RequestError::WaitingForProvider.into()),
+        })
+    }
+
+    /// The record behind a presented handle, if it exists, is not revoked and not expired
+    /// (hand-offs included: the callers decide about them).
     async fn live_record(&self, handle: &str) -> Result<(LoginRecord, LoginHandle), LoginError> {
         let handle = presented_handle(handle)?;
         let record = self
@@ -299,16 +365,19 @@ impl Stored {
     }
 }
 
-/// Moves a stored login to its next stage with a compare-and-swap on its version.
+/// Moves a stored login to its next stage (or the same one) with a compare-and-swap on its
+/// version, under a new handle: the one that continued this step is dead afterwards.
 pub(crate) async fn advance<T: Resumable>(
     engine: Engine,
     stored: Stored,
     change: impl FnOnce(&mut LoginRecord),
 ) -> Result<Login<T>, LoginError> {
     stored.check_live(&engine)?;
-    let Stored { mut record, handle } = stored;
+    let Stored { mut record, .. } = stored;
+    let handle = new_handle(&engine)?;
     let expected = record.version;
     change(&mut record);
+    record.handle_hash = handle.hash();
     record.stage = T::TAG;
     record.version = expected.saturating_add(1);
     if !engine.inner.logins.update_login(&record, expected).await? {
@@ -326,6 +395,7 @@ pub(crate) async fn create<T: Resumable>(
     mut record: LoginRecord,
     handle: LoginHandle,
 ) -> Result<Login<T>, LoginError> {
+    record.handle_hash = handle.hash();
     record.stage = T::TAG;
     record.version = 0;
     engine.inner.logins.create_login(&record).await?;
@@ -334,6 +404,74 @@ pub(crate) async fn create<T: Resumable>(
         stage: T::from_stored(Stored { record, handle }),
     })
 }
+
+/// A login resumed in the stage it waits in ([`Engine::resume_waiting`]). The flag says
+/// whether this request picked up a hand-off (and is the browser the sign-in began in).
+#[derive(Debug)]
+pub enum Waiting {
+    /// Waiting for a TOTP code.
+    SecondFactor(Login<SecondFactor>, bool),
+    /// Waiting for TOTP enrolment.
+    Enrolment(Login<Enrolment>, bool),
+    /// Waiting for a membership choice.
+    Profile(Login<Profile>, bool),
+    /// Waiting for the scope grant.
+    Scope(Login<Scope>, bool),
+}
+
+/// A login handed to the browser through a URL: a single-use reference that only
+/// [`Engine::resume_waiting`] accepts, from the browser holding the binding, before
+/// `expires_at`. `Debug` is redacted.
+pub struct HandOff {
+    reference: LoginHandle,
+    /// When the reference stops working.
+    pub expires_at: OffsetDateTime,
+}
+
+impl HandOff {
+    /// The reference, for the URL (Medplum's `login` query parameter).
+    pub fn expose(&self) -> &str {
+        self.reference.expose()
+    }
+}
+
+impl fmt::Debug for HandOff {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HandOff")
+            .field("reference", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// How long a hand-off reference can be picked up.
+pub const HANDOFF_LIFETIME: time::Duration = time::Duration::seconds(60);
+
+macro_rules! hand_off {
+    ($($stage:ident),*) => {$(
+        impl Login<$stage> {
+            /// Hands the login to the browser that started it, through a URL: the login gets a
+            /// single-use reference, valid for [`HANDOFF_LIFETIME`], that only the browser
+            /// holding the login's binding can pick up ([`Engine::resume_waiting`]). Until then
+            /// no other step accepts it. Only a login with a browser binding (an external
+            /// sign-in) can be handed off.
+            pub async fn hand_off(self) -> Result<HandOff, LoginError> {
+                let Login { engine, stage } = self;
+                if stage.stored.record.browser.is_none() {
+                    return Err(crate::idp::ExternalError::BrowserMismatch.into());
+                }
+                let until = engine.now().saturating_add(HANDOFF_LIFETIME);
+                let login: Login<$stage> =
+                    advance(engine, stage.stored, |r| r.handoff_until = Some(until)).await?;
+                Ok(HandOff {
+                    reference: login.stage.stored.handle,
+                    expires_at: until,
+                })
+            }
+        }
+    )*};
+}
+hand_off!(SecondFactor, Enrolment, Profile);
 
 pub(crate) fn new_handle(engine: &Engine) -> Result<LoginHandle, LoginError> {
     Ok(LoginHandle(BearerSecret::generate(engine.random())?))

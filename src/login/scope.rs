@@ -26,7 +26,26 @@ impl Login<Scope> {
         consent: Option<&str>,
     ) -> Result<(Login<Authorized>, AuthorizationCode), LoginError> {
         let Login { engine, stage } = self;
-        issue(engine, stage.stored, consent).await
+        issue(engine, stage.stored, consent, None).await
+    }
+
+    /// Grants as [`Login::grant`] does, but only within `ceiling` — the scope the session
+    /// this login was signed on from holds (single sign-on may not widen what the user
+    /// consented to). `Ok(None)` when the grant would exceed it: nothing is issued and the
+    /// login is revoked; the user must be asked.
+    pub(crate) async fn grant_within(
+        self,
+        ceiling: &ScopeSet,
+    ) -> Result<Option<(Login<Authorized>, AuthorizationCode)>, LoginError> {
+        let Login { engine, stage } = self;
+        let id = stage.stored.record.id.clone();
+        match issue(engine.clone(), stage.stored, None, Some(ceiling)).await {
+            Err(LoginError::Request(RequestError::ScopeNotRequested(_))) => {
+                engine.login_store().revoke_login(&id).await?;
+                Ok(None)
+            }
+            other => other.map(Some),
+        }
     }
 }
 
@@ -41,20 +60,26 @@ impl Login<Authorized> {
             .unwrap_or_default()
     }
 
-    /// Narrows the grant further before the code is redeemed (Medplum's `/auth/scope` on a
-    /// login that already has a code). The previous code stops working; a new one is issued.
-    /// The scope can only shrink.
-    pub async fn narrow(
-        self,
-        scope: &str,
-    ) -> Result<(Login<Authorized>, AuthorizationCode), LoginError> {
+    /// Narrows the grant before the code is redeemed (Medplum's `/auth/scope` on a login
+    /// that already has a code): the outstanding code will grant only `scope`. No new code
+    /// and no new single-sign-on session are issued — a handle never yields a second code —
+    /// and the login continues under a new handle. The scope can only shrink.
+    pub async fn narrow(self, scope: &str) -> Result<Login<Authorized>, LoginError> {
         let Login { engine, stage } = self;
+        stage.stored.check_live(&engine)?;
         let granted = ScopeSet::parse(stage.stored.record.granted_scope.as_deref().unwrap_or(""))?;
         let asked = ScopeSet::parse(scope)?;
         if !granted.covers(&asked) {
             return Err(RequestError::ScopeNotRequested(asked.to_string()).into());
         }
-        issue(engine, stage.stored, Some(scope)).await
+        let narrowed = granted_scope(&engine, &stage.stored.record, Some(scope))
+            .await?
+            .intersect(&granted)
+            .to_string();
+        advance(engine, stage.stored, move |r| {
+            r.granted_scope = Some(narrowed)
+        })
+        .await
     }
 }
 
@@ -62,16 +87,23 @@ async fn issue(
     engine: Engine,
     stored: Stored,
     consent: Option<&str>,
+    ceiling: Option<&ScopeSet>,
 ) -> Result<(Login<Authorized>, AuthorizationCode), LoginError> {
     stored.check_live(&engine)?;
     let granted = granted_scope(&engine, &stored.record, consent).await?;
+    if let Some(ceiling) = ceiling
+        && !ceiling.covers(&granted)
+    {
+        return Err(RequestError::ScopeNotRequested(granted.to_string()).into());
+    }
     let code = BearerSecret::generate(engine.random())?;
     let now = engine.now();
     let expires_at = now.saturating_add(engine.config().code_lifetime);
-    // A login through a client gets a single-sign-on session (the browser cookie).
-    let session = match stored.record.params.client {
-        Some(_) => Some(BearerSecret::generate(engine.random())?),
-        None => None,
+    // A login through a client gets a single-sign-on session (the browser cookie) — not one
+    // signed on from a session already.
+    let session = match (&stored.record.params.client, &stored.record.parent) {
+        (Some(_), None) => Some(BearerSecret::generate(engine.random())?),
+        _ => None,
     };
     let session_state = session.as_ref().map(|s| SessionState {
         hash: s.hash(),

@@ -69,6 +69,11 @@ pub struct ClientApplication {
     /// When the client gets refresh tokens.
     #[serde(default)]
     pub refresh_tokens: RefreshPolicy,
+    /// The project's own application (its sign-in and account pages): only its tokens — and
+    /// those of a sign-in without a client, the server's own — may manage the account
+    /// (second factors, sessions). A third-party app's token, whatever its scopes, may not.
+    #[serde(default)]
+    pub first_party: bool,
 }
 
 impl ClientApplication {
@@ -92,6 +97,7 @@ impl ClientApplication {
             jwks_uri: None,
             access_token_lifetime: None,
             refresh_tokens: RefreshPolicy::OfflineAccess,
+            first_party: false,
         }
     }
 
@@ -293,6 +299,16 @@ pub struct IdentityProvider {
     /// tokens must name `client_id` whatever this says.
     #[serde(default)]
     pub access_token_audiences: Vec<String>,
+    /// The provider puts `iss` in its authorization responses (its discovery document's
+    /// `authorization_response_iss_parameter_supported`, RFC 9207 §3): a callback without
+    /// `iss` is then refused, as a mix-up attack would strip it.
+    #[serde(default)]
+    pub iss_parameter_supported: bool,
+    /// The provider's token introspection endpoint (RFC 7662). Token exchange accepts an
+    /// opaque (non-JWT) subject token from a provider with an issuer and JWKS only when this
+    /// is set: the provider must then say the token is active and was issued to our client.
+    #[serde(default)]
+    pub introspection_url: Option<Url>,
 }
 
 fn default_idp_scope() -> String {
@@ -313,6 +329,11 @@ impl fmt::Debug for IdentityProvider {
             .field("token_auth_method", &self.token_auth_method)
             .field("use_subject", &self.use_subject)
             .field("access_token_audiences", &self.access_token_audiences)
+            .field("iss_parameter_supported", &self.iss_parameter_supported)
+            .field(
+                "introspection_url",
+                &self.introspection_url.as_ref().map(Url::as_str),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -434,6 +455,8 @@ mod tests {
             use_subject: false,
             scope: default_idp_scope(),
             access_token_audiences: Vec::new(),
+            iss_parameter_supported: false,
+            introspection_url: None,
         };
         assert!(!format!("{idp:?}").contains("hunter2"));
     }

@@ -74,6 +74,9 @@ pub struct ProjectMembership {
     /// The subject an external identity provider uses for this member.
     #[serde(default)]
     pub external_id: Option<String>,
+    /// The issuer of that provider: a subject matches only together with its issuer.
+    #[serde(default)]
+    pub external_issuer: Option<String>,
 }
 
 fn yes() -> bool {
@@ -93,6 +96,7 @@ impl ProjectMembership {
             admin: false,
             access_policy: None,
             external_id: None,
+            external_issuer: None,
         }
     }
 }

@@ -15,11 +15,9 @@ use url::Url;
 use super::ErrorCode;
 use crate::engine::Engine;
 use crate::error::{LoginError, RequestError};
-use crate::login::{LoginRequest, check_membership, granted_scope};
-use crate::model::{
-    ClientApplication, ClientStatus, CodeState, LoginId, LoginParams, LoginRecord, StageTag,
-};
-use crate::secret::{BearerSecret, SecretHash};
+use crate::login::{LoginRequest, SingleSignOn};
+use crate::model::{ClientApplication, ClientStatus, LoginRecord, StageTag};
+use crate::secret::SecretHash;
 use crate::token::claims::{ID_TOKEN_TYP, IdClaims};
 use crate::token::keys::Expectation;
 
@@ -311,11 +309,23 @@ impl Engine {
 
         match (live, prompt_none) {
             (Some(session), _) if !want_consent => {
-                let code = self
-                    .sso_grant(&session, params)
+                match self
+                    .single_sign_on(&session, params)
                     .await
-                    .map_err(|e| login_error(&e))?;
-                Ok(AuthorizeOutcome::Redirect(answer.code(code.expose())))
+                    .map_err(|e| login_error(&e))?
+                {
+                    SingleSignOn::Granted(_, code) => {
+                        Ok(AuthorizeOutcome::Redirect(answer.code(code.expose())))
+                    }
+                    // More than the session's user consented to: ask them.
+                    SingleSignOn::ConsentRequired if prompt_none => Err((
+                        ErrorCode::ConsentRequired,
+                        "The request asks for more than the session was granted".to_owned(),
+                    )),
+                    SingleSignOn::ConsentRequired => {
+                        Ok(AuthorizeOutcome::SignIn(self.sign_in_location(request)))
+                    }
+                }
             }
             (_, true) => Err((
                 if want_consent {
@@ -365,51 +375,6 @@ impl Engine {
             )
             .ok()
             .map(|claims| claims.sub)
-    }
-
-    /// A new grant from a live session: same user, membership and authentication time; the
-    /// new request's parameters; scope granted afresh; the membership checks run again.
-    async fn sso_grant(
-        &self,
-        session: &LoginRecord,
-        params: LoginParams,
-    ) -> Result<BearerSecret, LoginError> {
-        let now = self.now();
-        let handle = BearerSecret::generate(self.random())?;
-        let code = BearerSecret::generate(self.random())?;
-        let expires_at = now.saturating_add(self.config().code_lifetime);
-        let mut record = LoginRecord::new(
-            LoginId::generate(self.random())?,
-            handle.hash(),
-            params,
-            session.auth_method,
-            now,
-            expires_at,
-        );
-        record.user = session.user.clone();
-        record.auth_time = session.auth_time;
-        record.amr = session.amr.clone();
-        record.parent = Some(session.id.clone());
-        let membership = session
-            .membership
-            .clone()
-            .ok_or(RequestError::ProfileNotFound)?;
-        let (membership, patient, encounter) = check_membership(self, &record, &membership).await?;
-        record.membership = Some(membership.id);
-        record.project = Some(membership.project);
-        record.profile = Some(membership.profile);
-        record.patient = patient;
-        record.encounter = encounter;
-        let granted = granted_scope(self, &record, None).await?;
-        record.granted_scope = Some(granted.to_string());
-        record.code = Some(CodeState {
-            hash: code.hash(),
-            expires_at,
-            redeemed: false,
-        });
-        record.stage = StageTag::Authorized;
-        self.login_store().create_login(&record).await?;
-        Ok(code)
     }
 
     fn sign_in_location(&self, request: &AuthorizeRequest) -> Url {
@@ -477,5 +442,9 @@ fn login_error(error: &LoginError) -> (ErrorCode, String) {
             _ => ErrorCode::AccessDenied,
         },
     };
+    if code == ErrorCode::ServerError {
+        // A store's or provider's message stays on the server.
+        return (code, super::SERVER_ERROR_DESCRIPTION.to_owned());
+    }
     (code, error.to_string())
 }

@@ -91,6 +91,9 @@ impl fmt::Display for ErrorCode {
     }
 }
 
+/// The description every `server_error` answers with.
+pub const SERVER_ERROR_DESCRIPTION: &str = "The server could not complete the request";
+
 /// An OAuth error response.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{code}: {description}")]
@@ -103,6 +106,9 @@ pub struct OAuthError {
     pub status: u16,
     /// `WWW-Authenticate` challenge, for 401 answers.
     pub www_authenticate: Option<String>,
+    /// What went wrong inside the server, for the audit log and the operator: never sent to
+    /// the client (a `server_error` answers a generic description).
+    pub detail: Option<String>,
 }
 
 impl OAuthError {
@@ -113,6 +119,7 @@ impl OAuthError {
             description: sanitize(&description.into()),
             status: code.default_status(),
             www_authenticate: None,
+            detail: None,
         }
     }
 
@@ -138,9 +145,13 @@ impl OAuthError {
         error
     }
 
-    /// `server_error` (500), for failures that are nobody's fault but ours.
-    pub fn server_error(description: impl Into<String>) -> Self {
-        Self::new(ErrorCode::ServerError, description)
+    /// `server_error` (500), for failures that are nobody's fault but ours. The client reads
+    /// [`SERVER_ERROR_DESCRIPTION`]; `detail` (a store's or signer's message, which may name
+    /// tables, hosts or keys) stays in [`OAuthError::detail`] for the audit log.
+    pub fn server_error(detail: impl Into<String>) -> Self {
+        let mut error = Self::new(ErrorCode::ServerError, SERVER_ERROR_DESCRIPTION);
+        error.detail = Some(detail.into());
+        error
     }
 
     /// The JSON body: `{"error": …, "error_description": …}`.
@@ -190,6 +201,18 @@ mod tests {
         assert!(r.headers.contains(&("Cache-Control", "no-store".into())));
         assert_eq!(r.body["error"], "invalid_client");
         assert_eq!(OAuthError::invalid_client("x", None).status, 400);
+    }
+
+    #[test]
+    fn server_errors_keep_their_detail_out_of_the_answer() {
+        let e = OAuthError::server_error("db error: relation fhirgate_logins does not exist");
+        assert_eq!(e.description, SERVER_ERROR_DESCRIPTION);
+        let body = e.to_response().body.to_string();
+        assert!(!body.contains("fhirgate_logins"), "{body}");
+        assert_eq!(
+            e.detail.as_deref(),
+            Some("db error: relation fhirgate_logins does not exist")
+        );
     }
 
     #[test]

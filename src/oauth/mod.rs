@@ -15,7 +15,7 @@ pub use client_auth::{
     ClientAuthenticator, JWKS_REFETCH_INTERVAL, MAX_ASSERTION_BYTES, MAX_ASSERTION_LIFETIME,
     MAX_JWKS_BYTES, PresentedCredentials, presented_credentials,
 };
-pub use error::{ErrorCode, OAuthError};
+pub use error::{ErrorCode, OAuthError, SERVER_ERROR_DESCRIPTION};
 pub use form::{Form, MAX_FORM_BYTES, MAX_FORM_PARAMS};
 pub use token::{ACCESS_TOKEN_TYPE, TOKEN_EXCHANGE, TokenRequest};
 

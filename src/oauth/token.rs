@@ -110,6 +110,7 @@ impl Engine {
                         .to_owned(),
                     error: error.code.as_str().to_owned(),
                     description: error.description.clone(),
+                    detail: error.detail.clone(),
                 },
                 AuditContext {
                     client,
@@ -133,7 +134,7 @@ impl Engine {
         let client = self.identify_client(&presented).await?;
         match grant_type {
             "authorization_code" => self.authorization_code(client, form).await,
-            "refresh_token" => self.refresh_token(client, form).await,
+            "refresh_token" => self.refresh_token(client, request).await,
             "client_credentials" => self.client_credentials(client, request).await,
             TOKEN_EXCHANGE => {
                 let client = client.map(|c| c.client).ok_or_else(|| {
@@ -227,7 +228,6 @@ impl Engine {
         let access_end = now.saturating_add(oauth.access_token_lifetime);
         stored.refresh = refresh_token.as_ref().map(|t| RefreshState {
             current: t.hash(),
-            retired: Vec::new(),
             expires_at: now.saturating_add(oauth.refresh_lifetime),
         });
         // The grant lives as long as anything issued from it can be used.
@@ -295,8 +295,9 @@ impl Engine {
     async fn refresh_token(
         &self,
         client: Option<AuthenticatedClient>,
-        form: &Form,
+        request: &TokenRequest,
     ) -> Result<IssuedTokens, OAuthError> {
+        let form = &request.form;
         let presented = form
             .get("refresh_token")
             .ok_or_else(|| OAuthError::invalid_request("Missing refresh_token"))?;
@@ -338,6 +339,20 @@ impl Engine {
             return Err(OAuthError::invalid_grant(
                 "The grant's membership or client is no longer active",
             ));
+        }
+        // The membership's IP rules hold for every token, not only at sign-in.
+        if let Some(membership_id) = &current.membership {
+            let membership = self
+                .directory()
+                .membership(membership_id)
+                .await
+                .map_err(server)?
+                .ok_or_else(|| OAuthError::invalid_grant("Profile not found"))?;
+            access_policy(self, &membership)
+                .await
+                .map_err(|e| OAuthError::invalid_grant(e.to_string()))?
+                .check_ip(request.remote_address)
+                .map_err(|e| OAuthError::invalid_grant(e.to_string()))?;
         }
 
         let next = BearerSecret::generate(self.random()).map_err(server)?;
@@ -465,11 +480,12 @@ impl Engine {
             )
         })?;
         let external = |e: crate::error::LoginError| login_refusal(&e);
+        let audiences: Vec<&str> = std::iter::once(provider.client_id.as_str())
+            .chain(provider.access_token_audiences.iter().map(String::as_str))
+            .collect();
+        let is_jwt = subject_token.split('.').count() == 3;
         let identity = match (&provider.issuer, &provider.jwks_uri) {
-            (Some(issuer), Some(jwks_uri)) if subject_token.split('.').count() == 3 => {
-                let audiences: Vec<&str> = std::iter::once(provider.client_id.as_str())
-                    .chain(provider.access_token_audiences.iter().map(String::as_str))
-                    .collect();
+            (Some(issuer), Some(jwks_uri)) if is_jwt => {
                 let claims = self
                     .verify_provider_jwt(
                         subject_token,
@@ -487,6 +503,18 @@ impl Engine {
                 crate::idp::identity_of(&claims, Some(issuer)).map_err(|e| external(e.into()))?
             }
             _ => {
+                // An opaque token: UserInfo tells who it is for, not whom it was issued to. A
+                // provider that signs its tokens could have minted it for any of its apps, so
+                // only its introspection (naming us) makes it acceptable.
+                if provider.introspection_url.is_some() {
+                    self.provider_introspect(&provider, subject_token, &audiences)
+                        .await
+                        .map_err(|e| external(e.into()))?;
+                } else if provider.issuer.is_some() && provider.jwks_uri.is_some() {
+                    return Err(external(
+                        crate::idp::ExternalError::OpaqueSubjectToken.into(),
+                    ));
+                }
                 let claims = self
                     .provider_userinfo(&provider, subject_token)
                     .await
@@ -516,6 +544,13 @@ impl Engine {
             .resolve_external_user(&params, &provider, None, &identity)
             .await
             .map_err(external)?;
+        // The account's own second factor cannot be asked for here: an account that has one
+        // (or must enrol) signs in interactively.
+        if user.mfa_enrolled() || user.mfa_required {
+            return Err(OAuthError::invalid_grant(
+                "The account uses a second factor: sign in interactively",
+            ));
+        }
         let memberships = self
             .directory()
             .memberships_of(&user.id)
@@ -572,7 +607,6 @@ impl Engine {
             let expires_at = now.saturating_add(self.config().oauth.refresh_lifetime);
             record.refresh = Some(RefreshState {
                 current: token.hash(),
-                retired: Vec::new(),
                 expires_at,
             });
             record.expires_at = record.expires_at.max(expires_at);

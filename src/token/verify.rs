@@ -258,7 +258,7 @@ impl Engine {
         let now = self.now();
         let bound = self.config().oauth.verify_cache;
         if let Some(bound) = bound
-            && let Some(cached) = self.inner.liveness.get(login, now - bound)
+            && let Some(cached) = self.inner.liveness.get(login, now.saturating_sub(bound))
         {
             return Ok(cached);
         }

@@ -304,6 +304,9 @@ struct Mutable {
     token_requests: Vec<RecordedTokenRequest>,
     authorize_requests: Vec<RecordedAuthorizeRequest>,
     now: Option<i64>,
+    /// Opaque access tokens the fake issued, with what its introspection and UserInfo say of
+    /// them.
+    opaque: HashMap<String, Value>,
 }
 
 impl Mutable {
@@ -487,6 +490,7 @@ impl FakeIdp {
                 token_requests: Vec::new(),
                 authorize_requests: Vec::new(),
                 now: None,
+                opaque: HashMap::new(),
             }),
         });
         let router = Router::new()
@@ -495,6 +499,7 @@ impl FakeIdp {
             .route("/token", post(token))
             .route("/userinfo", get(userinfo).post(userinfo))
             .route("/jwks", get(jwks))
+            .route("/introspect", post(introspect))
             .with_state(shared.clone());
         let (shutdown, stopped) = oneshot::channel::<()>();
         tokio::spawn(async move {
@@ -563,6 +568,8 @@ impl FakeIdp {
             use_subject: false,
             scope: "openid profile email".to_owned(),
             access_token_audiences: Vec::new(),
+            iss_parameter_supported: false,
+            introspection_url: None,
         }
     }
 
@@ -645,6 +652,39 @@ impl FakeIdp {
             "openid profile email",
             expired,
         )
+    }
+
+    /// An opaque (non-JWT) access token for `sub`/`email`, issued to the OAuth client
+    /// `client_id` with audience `audience`: `/userinfo` accepts it, and `/introspect` reports
+    /// it active with those `client_id` and `aud`.
+    pub fn opaque_access_token(
+        &self,
+        sub: &str,
+        email: &str,
+        client_id: &str,
+        audience: &str,
+    ) -> String {
+        let token = random_token();
+        let mut state = self.shared.lock();
+        let now = state.now();
+        state.opaque.insert(
+            token.clone(),
+            json!({
+                "sub": sub,
+                "email": email,
+                "email_verified": true,
+                "client_id": client_id,
+                "aud": audience,
+                "iss": self.shared.issuer,
+                "exp": now + 3600,
+            }),
+        );
+        token
+    }
+
+    /// The RFC 7662 introspection endpoint.
+    pub fn introspection_url(&self) -> String {
+        format!("{}/introspect", self.shared.issuer)
     }
 
     /// Stops serving: no new connections; idle ones are closed.
@@ -1017,7 +1057,9 @@ async fn userinfo(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Resp
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim());
-    let Some(claims) = token.and_then(|t| verify_access_token(&shared, t)) else {
+    let opaque = token.and_then(|t| shared.lock().opaque.get(t).cloned());
+    let Some(claims) = opaque.or_else(|| token.and_then(|t| verify_access_token(&shared, t)))
+    else {
         return (
             StatusCode::UNAUTHORIZED,
             [(header::WWW_AUTHENTICATE, "Bearer error=\"invalid_token\"")],
@@ -1031,6 +1073,32 @@ async fn userinfo(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Resp
         }
     }
     axum::Json(answer).into_response()
+}
+
+/// RFC 7662: the fake's client authenticates with Basic; its opaque tokens and JWT access
+/// tokens are described, anything else is `{"active": false}`.
+async fn introspect(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let authenticated = basic_credentials(&headers).is_some_and(|(id, secret)| {
+        id == shared.options.client_id && secret == shared.options.client_secret
+    });
+    if !authenticated {
+        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "bad client");
+    }
+    let form = pairs(&body);
+    let token = field(&form, "token").unwrap_or_default().to_owned();
+    let opaque = shared.lock().opaque.get(&token).cloned();
+    let described = opaque.or_else(|| verify_access_token(&shared, &token));
+    match described {
+        Some(mut claims) => {
+            claims["active"] = json!(true);
+            axum::Json(claims).into_response()
+        }
+        None => axum::Json(json!({"active": false})).into_response(),
+    }
 }
 
 async fn jwks(State(shared): State<Arc<Shared>>) -> Response {

@@ -206,7 +206,7 @@ impl Fixture {
         let login = self.engine.start(request).await?;
         match login.method(email).await? {
             Method::Password(login) => login.password(password).await,
-            Method::External(_) => panic!("unexpected external provider"),
+            Method::External { .. } => panic!("unexpected external provider"),
         }
     }
 
