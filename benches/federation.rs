@@ -33,7 +33,7 @@ use async_trait::async_trait;
 use criterion::{Criterion, criterion_group};
 use fhirgate::clock::ManualClock;
 use fhirgate::idp::ExternalCallback;
-use fhirgate::login::{Authenticated, ExternalRedirect, Method};
+use fhirgate::login::{ExternalRedirect, Method, Passed};
 use fhirgate::model::*;
 use fhirgate::store::Directory;
 use fhirgate::transport::{HttpMethod, HttpRequest, HttpResponse, Transport, TransportError};
@@ -269,7 +269,7 @@ fn federation(c: &mut Criterion) {
                     let started = Instant::now();
                     let login = rt.block_on(s.engine.external_callback(&callback)).unwrap();
                     total += started.elapsed();
-                    assert!(matches!(&login, Authenticated::Profile(l) if l.record().user == Some(UserId::new("u1"))));
+                    assert!(matches!(&login, Passed::Profile(l) if l.record().user == Some(UserId::new("u1"))));
                 }
                 total
             })
@@ -343,7 +343,7 @@ fn interleaved() {
                 (finish(), raw)
             };
             assert!(
-                matches!(&login, Authenticated::Profile(l) if l.record().user == Some(UserId::new("u1")))
+                matches!(&login, Passed::Profile(l) if l.record().user == Some(UserId::new("u1")))
             );
             assert_eq!(claims.claims["sub"], "idp-user-1");
             if round >= 20 {

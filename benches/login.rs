@@ -20,7 +20,7 @@ use criterion::{Criterion, criterion_group};
 use fhirgate::clock::ManualClock;
 use fhirgate::credential::password::{HashError, Password, PasswordHasher, Verification};
 use fhirgate::credential::totp;
-use fhirgate::login::{Authenticated, Method, ProfileChoice};
+use fhirgate::login::{Method, Passed, ProfileChoice};
 use fhirgate::model::*;
 use fhirgate::store::Directory;
 use fhirgate::{Config, Engine, LoginRequest, MemoryStore};
@@ -116,7 +116,7 @@ async fn flow(s: &Setup, totp_code: &str) -> usize {
     let Method::Password(login) = login.method("jane@example.org").await.unwrap() else {
         panic!()
     };
-    let Authenticated::SecondFactor(login) = login.password(PASSWORD).await.unwrap() else {
+    let Passed::SecondFactor(login) = login.password(PASSWORD).await.unwrap() else {
         panic!()
     };
     let login = login.totp(totp_code).await.unwrap();

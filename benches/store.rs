@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use criterion::{Criterion, Throughput};
 use fhirgate::credential::password::{HashError, Password, PasswordHasher, Verification};
-use fhirgate::login::{Authenticated, Method, ProfileChoice};
+use fhirgate::login::{Method, Passed, ProfileChoice};
 use fhirgate::model::*;
 use fhirgate::oauth::{Form, TokenRequest};
 use fhirgate::store::{Directory, LoginStore, OnceStore};
@@ -104,7 +104,7 @@ async fn code(engine: &Engine) -> String {
     let Method::Password(login) = login.method("jane@example.org").await.unwrap() else {
         panic!()
     };
-    let Authenticated::Profile(login) = login.password(PASSWORD).await.unwrap() else {
+    let Passed::Profile(login) = login.password(PASSWORD).await.unwrap() else {
         panic!()
     };
     let ProfileChoice::Chosen(login) = login.choose_if_single().await.unwrap() else {

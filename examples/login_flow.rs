@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use fhirgate::audit::MemoryAudit;
 use fhirgate::credential::totp;
-use fhirgate::login::{Authenticated, Method, ProfileChoice, SecondFactor};
+use fhirgate::login::{Method, Passed, ProfileChoice, SecondFactor};
 use fhirgate::model::*;
 use fhirgate::store::{CodeRedemption, Directory, LoginStore};
 use fhirgate::{Engine, LoginRequest, MemoryStore, pkce};
@@ -88,7 +88,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // --- Credentials: argon2id, then the second factor
     let login = match login.password("correct horse battery staple").await? {
-        Authenticated::SecondFactor(login) => login,
+        Passed::SecondFactor(login) => login,
         other => return Err(format!("expected a second factor, got {other:?}").into()),
     };
     let handle = login.handle().expose().to_owned();
@@ -127,7 +127,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .unwrap_or("?")
     );
 
-    // --- Scope: requested ∩ client-allowed ∩ access policy, then the code
+    // --- Consent: requested ∩ client-allowed ∩ access policy, then the code
     let (login, code) = login.grant(None).await?;
     println!("6. scope       granted: {}", login.granted_scope());
     println!(

@@ -11,7 +11,7 @@
 //! | [`Domain`](login::Domain) | how the person authenticates: password, or an external identity provider |
 //! | [`Credentials`](login::Credentials) | that they are who they say: argon2id password, then TOTP |
 //! | [`Profile`](login::Profile) | which project membership they act as |
-//! | [`Scope`](login::Scope) | which SMART scopes are granted, then the authorization code |
+//! | [`Consent`](login::Consent) | which SMART scopes are granted, then the authorization code |
 //!
 //! Then the [`oauth`] layer turns codes, refresh tokens and client credentials into tokens
 //! ([`Engine::token`]), answers the authorization endpoint ([`Engine::authorize`]),
@@ -30,7 +30,7 @@
 //! ```
 //! use std::sync::Arc;
 //! use fhirgate::{Engine, LoginRequest, MemoryStore};
-//! use fhirgate::login::{Authenticated, Method, ProfileChoice};
+//! use fhirgate::login::{Passed, Method, ProfileChoice};
 //! use fhirgate::model::*;
 //! use fhirgate::oauth::{Form, TokenRequest};
 //! use fhirgate::store::Directory;
@@ -69,8 +69,8 @@
 //!     unreachable!("no identity provider is configured");
 //! };
 //!
-//! // Credentials: argon2id. (A user with TOTP would get Authenticated::SecondFactor.)
-//! let Authenticated::Profile(login) = login.password("correct horse battery").await? else {
+//! // Credentials: argon2id. (A user with TOTP would get Passed::SecondFactor.)
+//! let Passed::Profile(login) = login.password("correct horse battery").await? else {
 //!     unreachable!("this user has no second factor");
 //! };
 //! let handle = login.handle().expose().to_owned(); // Medplum's `login`, for the next request
@@ -81,7 +81,7 @@
 //!     unreachable!("one membership");
 //! };
 //!
-//! // Scope: requested ∩ client-allowed ∩ access policy, then a single-use code.
+//! // Consent: requested ∩ client-allowed ∩ access policy, then a single-use code.
 //! let (login, code) = login.grant(None).await?;
 //! assert_eq!(login.granted_scope(), "openid fhirUser user/Observation.rs user/Patient.rs");
 //!

@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 
 use common::*;
 use fhirgate::audit::{AuditKind, SecondFactorFailure, SignInFailure};
-use fhirgate::login::{Authorized, Profile, ProfileChoice, Scope, SecondFactor};
+use fhirgate::login::{Authorized, Consent, Profile, ProfileChoice, SecondFactor};
 use fhirgate::model::{
     AccessPolicy, AccessPolicyId, IpAccessRule, IpAction, MembershipId, StageTag,
 };
@@ -32,7 +32,7 @@ async fn mfa_bypass_by_resuming_a_later_stage_is_refused() {
     let handle = login.handle().expose().to_owned();
     for err in [
         f.engine.resume::<Profile>(&handle).await.unwrap_err(),
-        f.engine.resume::<Scope>(&handle).await.unwrap_err(),
+        f.engine.resume::<Consent>(&handle).await.unwrap_err(),
         f.engine.resume::<Authorized>(&handle).await.unwrap_err(),
     ] {
         assert!(matches!(
@@ -513,14 +513,14 @@ async fn scope_escalation_through_consent_is_refused() {
         "openid user/Practitioner.r",
         "openid email",
     ] {
-        let login = f.engine.resume::<Scope>(&handle).await.unwrap();
+        let login = f.engine.resume::<Consent>(&handle).await.unwrap();
         let err = login.grant(Some(extra)).await.unwrap_err();
         assert!(
             matches!(err, LoginError::Request(RequestError::ScopeNotRequested(_))),
             "{extra}"
         );
     }
-    let login = f.engine.resume::<Scope>(&handle).await.unwrap();
+    let login = f.engine.resume::<Consent>(&handle).await.unwrap();
     let (login, _) = login.grant(Some("openid user/Patient.r")).await.unwrap();
     let err = login.narrow("openid user/Patient.rs").await.unwrap_err();
     assert!(matches!(
@@ -553,7 +553,7 @@ async fn scope_never_exceeds_what_the_client_may_be_granted() {
     ));
     assert_eq!(err.to_string(), "Missing patient context");
     // Without it: system/ and phone are not the client's to have; cruds on Observation is.
-    let login = f.engine.resume::<Scope>(&handle).await.unwrap();
+    let login = f.engine.resume::<Consent>(&handle).await.unwrap();
     let (login, _) = login
         .grant(Some("openid system/*.cruds user/Observation.cruds phone"))
         .await

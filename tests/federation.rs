@@ -1983,7 +1983,7 @@ async fn federated_sign_ins_do_not_skip_the_accounts_own_second_factor() {
         .await;
     let login = fed.f.engine.start(fed.f.request()).await.unwrap();
     match login.google("google-client-1", &credential).await.unwrap() {
-        GoogleSignIn::Authenticated(fhirgate::login::Authenticated::Enrolment(_, uri)) => {
+        GoogleSignIn::Authenticated(fhirgate::login::Passed::Enrolment(_, uri)) => {
             assert!(uri.expose().starts_with("otpauth://totp/"))
         }
         other => panic!("{other:?}"),

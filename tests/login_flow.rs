@@ -10,7 +10,7 @@ mod common;
 
 use common::*;
 use fhirgate::audit::AuditKind;
-use fhirgate::login::{Authenticated, Method, Profile, ProfileChoice, Scope, SecondFactor};
+use fhirgate::login::{Consent, Method, Passed, Profile, ProfileChoice, SecondFactor};
 use fhirgate::model::{Amr, AuthMethod, MembershipId, StageTag, TotpState};
 use fhirgate::store::{CodeRedemption, Directory, LoginStore};
 use fhirgate::{LoginRequest, pkce};
@@ -139,8 +139,7 @@ async fn without_a_client_every_active_membership_is_eligible() {
 #[tokio::test]
 async fn mfa_required_user_enrols_during_login() {
     let f = Fixture::new().await;
-    let Authenticated::Enrolment(login, uri) =
-        f.password("carol@example.org", PASSWORD).await.unwrap()
+    let Passed::Enrolment(login, uri) = f.password("carol@example.org", PASSWORD).await.unwrap()
     else {
         panic!("carol must enrol");
     };
@@ -348,13 +347,13 @@ async fn a_login_resumes_in_every_stored_stage() {
     };
     // Each stored transition hands out a new handle; the previous one is dead.
     assert!(matches!(
-        f.engine.resume::<Scope>(&handle).await,
+        f.engine.resume::<Consent>(&handle).await,
         Err(fhirgate::LoginError::Request(
             fhirgate::error::RequestError::UnknownLogin
         ))
     ));
     let handle = chosen.handle().expose().to_owned();
-    let login = f.engine.resume::<Scope>(&handle).await.unwrap();
+    let login = f.engine.resume::<Consent>(&handle).await.unwrap();
     let (granted, _) = login.grant(None).await.unwrap();
     let handle = granted.handle().expose().to_owned();
     assert_eq!(
@@ -429,7 +428,7 @@ fn every_step_is_send(
     second: fhirgate::Login<SecondFactor>,
     enrolment: fhirgate::Login<fhirgate::login::Enrolment>,
     profile: fhirgate::Login<Profile>,
-    scope: fhirgate::Login<Scope>,
+    scope: fhirgate::Login<Consent>,
     authorized: fhirgate::Login<fhirgate::login::Authorized>,
 ) {
     fn send<T: Send>(_: T) {}

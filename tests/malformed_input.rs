@@ -9,7 +9,7 @@
 mod common;
 
 use common::*;
-use fhirgate::login::{Authorized, Profile, Scope, SecondFactor};
+use fhirgate::login::{Authorized, Consent, Profile, SecondFactor};
 use fhirgate::{LoginError, LoginRequest, RequestError};
 
 async fn unchanged<T: std::fmt::Debug, Fut>(f: &Fixture, op: Fut) -> LoginError
@@ -116,7 +116,7 @@ async fn wrong_stage_handles() {
     let handle = login.handle().expose().to_owned();
     let err = unchanged(&f, f.engine.resume::<SecondFactor>(&handle)).await;
     assert_eq!(err.to_string(), "Login already verified");
-    let err = unchanged(&f, f.engine.resume::<Scope>(&handle)).await;
+    let err = unchanged(&f, f.engine.resume::<Consent>(&handle)).await;
     assert_eq!(err.to_string(), "Login is waiting for profile, not scope");
     let err = unchanged(&f, f.engine.resume::<Authorized>(&handle)).await;
     assert!(matches!(

@@ -11,7 +11,7 @@ mod common;
 
 use common::*;
 use fhirgate::audit::AuditKind;
-use fhirgate::login::{Authenticated, Authorized, Enrolment, Profile, Scope, SecondFactor};
+use fhirgate::login::{Authorized, Consent, Enrolment, Passed, Profile, SecondFactor};
 use fhirgate::model::{Amr, MembershipId, TotpState};
 use fhirgate::store::Directory;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -72,9 +72,9 @@ async fn run(actions: Vec<Action>) -> (usize, usize) {
                 let password = if right { PASSWORD } else { "wrong password" };
                 if let Ok(a) = f.password(USERS[user], password).await {
                     handles.push(match a {
-                        Authenticated::SecondFactor(l) => l.handle().expose().to_owned(),
-                        Authenticated::Enrolment(l, _) => l.handle().expose().to_owned(),
-                        Authenticated::Profile(l) => l.handle().expose().to_owned(),
+                        Passed::SecondFactor(l) => l.handle().expose().to_owned(),
+                        Passed::Enrolment(l, _) => l.handle().expose().to_owned(),
+                        Passed::Profile(l) => l.handle().expose().to_owned(),
                     });
                 }
             }
@@ -129,7 +129,7 @@ async fn run(actions: Vec<Action>) -> (usize, usize) {
             }
             Action::Grant { login, narrow } => {
                 if let Some(h) = pick(&handles, login)
-                    && let Ok(l) = f.engine.resume::<Scope>(&h).await
+                    && let Ok(l) = f.engine.resume::<Consent>(&h).await
                     && let Ok((next, _)) = l.grant(narrow.then_some("openid")).await
                 {
                     let i = slot(&handles, login);

@@ -16,8 +16,8 @@ use super::{HttpConfig, OperationOutcome};
 use crate::engine::Engine;
 use crate::error::{LoginError, RequestError};
 use crate::login::{
-    Authenticated as Passed, AuthorizationCode, Authorized, Enrolment, EnrolmentUri, Login,
-    LoginRequest, Method, Profile, ProfileChoice, Scope, SecondFactor, Waiting,
+    AuthorizationCode, Authorized, Consent, Enrolment, EnrolmentUri, Login, LoginRequest, Method,
+    Passed, Profile, ProfileChoice, SecondFactor, Waiting,
 };
 use crate::model::{LoginId, StageTag};
 use crate::token::Subject;
@@ -362,7 +362,7 @@ pub(crate) async fn scope(
 ) -> Answer {
     let handle = required(&body.login, "Missing login", "login")?;
     let scope = required(&body.scope, "Missing scope", "scope")?;
-    match engine.resume::<Scope>(handle).await {
+    match engine.resume::<Consent>(handle).await {
         Ok(login) => code_result(login.grant(Some(scope)).await?, &config).await,
         Err(LoginError::Request(RequestError::WrongStage {
             found: StageTag::Authorized,

@@ -17,7 +17,7 @@ use super::error::OperationOutcome;
 use crate::engine::Engine;
 use crate::error::{LoginError, ServerError};
 use crate::idp::{ExternalCallback, GoogleSignIn};
-use crate::login::{Authenticated as Passed, HandOff, ProfileChoice};
+use crate::login::{HandOff, Passed, ProfileChoice};
 use crate::oauth::{ACCESS_TOKEN_TYPE, Form, TOKEN_EXCHANGE, TokenRequest};
 
 /// The cookie that binds an external sign-in to the browser that started it. `__Host-`: only

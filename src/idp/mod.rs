@@ -33,8 +33,9 @@ use std::fmt;
 
 use serde_json::Value;
 
+pub use crate::login::GoogleSignIn;
 pub use error::ExternalError;
-pub use google::{GoogleConfig, GoogleSignIn};
+pub use google::GoogleConfig;
 pub(crate) use jwks::JwksCache;
 pub use jwks::REFETCH_INTERVAL;
 pub(crate) use tokens::{Expected, identity_of};

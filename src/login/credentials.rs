@@ -17,15 +17,15 @@ use crate::secret::SecretHash;
 /// stored: the login is stored once the password passes.
 #[derive(Debug)]
 pub struct Credentials {
-    pub(crate) params: LoginParams,
-    pub(crate) email: String,
+    pub(super) params: LoginParams,
+    pub(super) email: String,
 }
 impl sealed::Sealed for Credentials {}
 impl Stage for Credentials {}
 
 /// Where a login stands after the password passed.
 #[derive(Debug)]
-pub enum Authenticated {
+pub enum Passed {
     /// The user has TOTP: a code must pass before anything else.
     SecondFactor(Login<SecondFactor>),
     /// The user must enrol TOTP (`mfaRequired`): show `uri` once, then confirm a code.
@@ -45,7 +45,7 @@ impl Login<Credentials> {
     /// [`CredentialError::InvalidCredentials`] ("Email or password is invalid") after the
     /// same work: one argon2 verification (a dummy one when there is no hash) and the same
     /// store lookups. Attempts are throttled per account through the store.
-    pub async fn password(self, password: &str) -> Result<Authenticated, LoginError> {
+    pub async fn password(self, password: &str) -> Result<Passed, LoginError> {
         let Login { engine, stage } = self;
         let Credentials { params, email } = stage;
         let password = engine.config().password_policy.for_login(password)?;
@@ -192,17 +192,17 @@ pub(crate) async fn create_authenticated(
     engine: crate::engine::Engine,
     record: LoginRecord,
     user: &User,
-) -> Result<Authenticated, LoginError> {
+) -> Result<Passed, LoginError> {
     let handle = new_handle(&engine)?;
     Ok(match after_first_factor(user) {
         AfterFirstFactor::SecondFactor => {
-            Authenticated::SecondFactor(create(engine, record, handle).await?)
+            Passed::SecondFactor(create(engine, record, handle).await?)
         }
         AfterFirstFactor::Enrolment => {
             let uri = start_enrolment(&engine, user, Some(&record.id)).await?;
-            Authenticated::Enrolment(create(engine, record, handle).await?, uri)
+            Passed::Enrolment(create(engine, record, handle).await?, uri)
         }
-        AfterFirstFactor::Profile => Authenticated::Profile(create(engine, record, handle).await?),
+        AfterFirstFactor::Profile => Passed::Profile(create(engine, record, handle).await?),
     })
 }
 
@@ -213,20 +213,18 @@ pub(crate) async fn advance_authenticated(
     stored: super::Stored,
     user: &User,
     change: impl FnOnce(&mut LoginRecord),
-) -> Result<Authenticated, LoginError> {
+) -> Result<Passed, LoginError> {
     Ok(match after_first_factor(user) {
         AfterFirstFactor::SecondFactor => {
-            Authenticated::SecondFactor(super::advance(engine, stored, change).await?)
+            Passed::SecondFactor(super::advance(engine, stored, change).await?)
         }
         AfterFirstFactor::Enrolment => {
             let id = stored.record.id.clone();
             let login: Login<Enrolment> = super::advance(engine.clone(), stored, change).await?;
             let uri = start_enrolment(&engine, user, Some(&id)).await?;
-            Authenticated::Enrolment(login, uri)
+            Passed::Enrolment(login, uri)
         }
-        AfterFirstFactor::Profile => {
-            Authenticated::Profile(super::advance(engine, stored, change).await?)
-        }
+        AfterFirstFactor::Profile => Passed::Profile(super::advance(engine, stored, change).await?),
     })
 }
 

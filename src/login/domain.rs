@@ -71,6 +71,13 @@ pub struct Domain {
 impl sealed::Sealed for Domain {}
 impl Stage for Domain {}
 
+impl Domain {
+    /// The checked request, for the stage after this one.
+    pub(super) fn into_params(self) -> LoginParams {
+        self.params
+    }
+}
+
 /// How the person behind an email authenticates.
 // Returned once per login and matched at once: boxing would only add an allocation.
 #[allow(clippy::large_enum_variant)]

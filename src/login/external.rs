@@ -4,7 +4,7 @@
 //! [`crate::idp`]'s; the transition is here.
 
 use super::credentials::advance_authenticated;
-use super::{Authenticated, External};
+use super::{External, Passed};
 use crate::engine::Engine;
 use crate::error::{LoginError, RequestError};
 use crate::idp::{ExternalCallback, ExternalError};
@@ -19,7 +19,7 @@ impl Engine {
     pub async fn external_callback(
         &self,
         callback: &ExternalCallback,
-    ) -> Result<Authenticated, LoginError> {
+    ) -> Result<Passed, LoginError> {
         let state = callback
             .state
             .as_deref()

@@ -1,4 +1,4 @@
-//! The login state machine: Domain → Credentials (password, then TOTP) → Profile → Scope →
+//! The login state machine: Domain → Credentials (password, then TOTP) → Profile → Consent →
 //! authorization code.
 //!
 //! Inside a request a login is a [`Login<S>`] whose stage `S` decides which methods exist:
@@ -16,8 +16,8 @@
 //! | [`Credentials`] | no | [`SecondFactor`], [`Enrolment`] or [`Profile`] |
 //! | [`External`] | yes | the provider's callback (a later step) |
 //! | [`SecondFactor`] / [`Enrolment`] | yes | [`Profile`] once a TOTP code passes |
-//! | [`Profile`] | yes | [`Scope`] once a membership is chosen |
-//! | [`Scope`] | yes | [`Authorized`] with an [`AuthorizationCode`] |
+//! | [`Profile`] | yes | [`Consent`] once a membership is chosen |
+//! | [`Consent`] | yes | [`Authorized`] with an [`AuthorizationCode`] |
 //! | [`Authorized`] | yes | the token endpoint consumes the code |
 //!
 //! Every stored transition is a compare-and-swap on the record's version, so two requests
@@ -28,9 +28,12 @@
 //! gets a short-lived, single-use hand-off reference bound to its cookie instead
 //! ([`Login::hand_off`], [`Engine::resume_waiting`]).
 
+mod client;
 mod credentials;
 mod domain;
+mod exchange;
 mod external;
+mod google;
 mod profile;
 mod scope;
 mod second_factor;
@@ -45,12 +48,12 @@ use crate::error::{LoginError, RequestError};
 use crate::model::{LoginId, LoginParams, LoginRecord, StageTag, UserId};
 use crate::secret::{BearerSecret, SecretHash};
 
-pub use credentials::{Authenticated, Credentials};
-pub(crate) use credentials::{create_authenticated, eligible, new_record};
+pub(crate) use credentials::eligible;
+pub use credentials::{Credentials, Passed};
 pub use domain::{Domain, EXTERNAL_LIFETIME, ExternalRedirect, LoginRequest, Method};
+pub use google::GoogleSignIn;
 pub use profile::ProfileChoice;
-pub(crate) use profile::{access_policy, check_membership};
-pub(crate) use scope::granted_scope;
+pub(crate) use profile::access_policy;
 pub use second_factor::EnrolmentUri;
 pub use sso::SingleSignOn;
 
@@ -110,27 +113,39 @@ impl fmt::Debug for AuthorizationCode {
     }
 }
 
+/// What nothing outside this module can name: the sealing traits, and the stored form a
+/// stage is built from. A stage value exists only because a transition here made it (or
+/// [`Engine::resume`] checked a record): neither another crate nor another module of this
+/// one can turn a record into a stage.
 mod sealed {
+    use super::{LoginHandle, LoginRecord};
+
     pub trait Sealed {}
+
+    /// A stored login and the handle that continues it.
+    #[derive(Debug)]
+    pub struct Stored {
+        pub(in crate::login) record: LoginRecord,
+        pub(in crate::login) handle: LoginHandle,
+    }
+
+    /// Builds a stored stage from its record: only `login` may.
+    pub trait FromStored: Sized {
+        fn from_stored(stored: Stored) -> Self;
+    }
 }
+
+use sealed::{FromStored, Stored};
 
 /// A login stage. Sealed: only this crate's stage types implement it.
 pub trait Stage: sealed::Sealed + Send + Sync {}
 
-/// A stage a login can wait in between requests, and be resumed in.
-pub trait Resumable: Stage + Sized {
+/// A stage a login can wait in between requests, and be resumed in (with
+/// [`Engine::resume`], which checks the record's stage tag, deadline and revocation).
+#[allow(private_bounds)]
+pub trait Resumable: Stage + FromStored {
     /// The record tag of this stage.
     const TAG: StageTag;
-    #[doc(hidden)]
-    fn from_stored(stored: Stored) -> Self;
-}
-
-/// A stored login and the handle that continues it.
-#[doc(hidden)]
-#[derive(Debug)]
-pub struct Stored {
-    pub(crate) record: LoginRecord,
-    pub(crate) handle: LoginHandle,
 }
 
 macro_rules! stored_stage {
@@ -138,15 +153,17 @@ macro_rules! stored_stage {
         $(#[$doc])*
         #[derive(Debug)]
         pub struct $name {
-            pub(crate) stored: Stored,
+            stored: Stored,
         }
         impl sealed::Sealed for $name {}
         impl Stage for $name {}
-        impl Resumable for $name {
-            const TAG: StageTag = $tag;
+        impl FromStored for $name {
             fn from_stored(stored: Stored) -> Self {
                 Self { stored }
             }
+        }
+        impl Resumable for $name {
+            const TAG: StageTag = $tag;
         }
         stored_accessors!($name);
     };
@@ -195,27 +212,29 @@ stored_stage!(
     StageTag::Profile
 );
 stored_stage!(
-    /// Scope: membership chosen; the scope is to be granted.
-    Scope,
+    /// Consent: membership chosen; the scope is to be granted.
+    Consent,
     StageTag::Scope
 );
 /// An authorization code was issued and waits for the token endpoint.
 #[derive(Debug)]
 pub struct Authorized {
-    pub(crate) stored: Stored,
+    stored: Stored,
     /// The single-sign-on session secret, only on the login value that issued it.
-    pub(crate) session: Option<BearerSecret>,
+    session: Option<BearerSecret>,
 }
 impl sealed::Sealed for Authorized {}
 impl Stage for Authorized {}
-impl Resumable for Authorized {
-    const TAG: StageTag = StageTag::Authorized;
+impl FromStored for Authorized {
     fn from_stored(stored: Stored) -> Self {
         Self {
             stored,
             session: None,
         }
     }
+}
+impl Resumable for Authorized {
+    const TAG: StageTag = StageTag::Authorized;
 }
 stored_accessors!(Authorized);
 impl Login<Authorized> {
@@ -231,8 +250,8 @@ impl Login<Authorized> {
 /// A login in stage `S`. Transitions consume it; see the [module documentation](self).
 #[derive(Debug)]
 pub struct Login<S: Stage> {
-    pub(crate) engine: Engine,
-    pub(crate) stage: S,
+    engine: Engine,
+    stage: S,
 }
 
 impl<S: Stage> Login<S> {
@@ -416,7 +435,7 @@ pub enum Waiting {
     /// Waiting for a membership choice.
     Profile(Login<Profile>, bool),
     /// Waiting for the scope grant.
-    Scope(Login<Scope>, bool),
+    Scope(Login<Consent>, bool),
 }
 
 /// A login handed to the browser through a URL: a single-use reference that only

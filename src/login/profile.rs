@@ -1,7 +1,7 @@
 //! Profile stage: which project membership the user acts as.
 
 use super::credentials::{eligible, membership_fits};
-use super::{Login, Profile, Scope, Stored, advance};
+use super::{Consent, Login, Profile, Stored, advance};
 use crate::audit::AuditKind;
 use crate::engine::Engine;
 use crate::error::{LoginError, PolicyError, RequestError};
@@ -13,7 +13,7 @@ use crate::model::{
 #[derive(Debug)]
 pub enum ProfileChoice {
     /// Exactly one membership was eligible and is chosen.
-    Chosen(Login<Scope>),
+    Chosen(Login<Consent>),
     /// Several are eligible: the user must pick one with [`Login::choose`].
     Choose {
         /// The login, still in the Profile stage.
@@ -52,7 +52,7 @@ impl Login<Profile> {
     /// "Invalid profile" (not the user's, or outside the login's project or profile type),
     /// "Profile not active", "Google authentication is required", then the access policy's
     /// IP rules ("IP address not allowed", matched by CIDR).
-    pub async fn choose(self, membership: &MembershipId) -> Result<Login<Scope>, LoginError> {
+    pub async fn choose(self, membership: &MembershipId) -> Result<Login<Consent>, LoginError> {
         let Login { engine, stage } = self;
         stage.stored.check_live(&engine)?;
         let record = &stage.stored.record;
@@ -101,7 +101,7 @@ async fn select(
     membership: ProjectMembership,
     patient: Option<Reference>,
     encounter: Option<Reference>,
-) -> Result<Login<Scope>, LoginError> {
+) -> Result<Login<Consent>, LoginError> {
     advance(engine, stored, move |r| {
         r.membership = Some(membership.id);
         r.project = Some(membership.project);

@@ -1,9 +1,9 @@
-//! Scope stage: the granted scope is the requested scope (or the user's narrower consent),
+//! Consent stage: the granted scope is the requested scope (or the user's narrower consent),
 //! intersected with what the client may be granted, narrowed by the membership's access
 //! policy. Then the authorization code.
 
 use super::profile::access_policy;
-use super::{AuthorizationCode, Authorized, Login, Scope, Stored, advance};
+use super::{AuthorizationCode, Authorized, Consent, Login, Stored, advance};
 use crate::audit::AuditKind;
 use crate::engine::Engine;
 use crate::error::{LoginError, PolicyError, RequestError};
@@ -11,7 +11,7 @@ use crate::model::{CodeState, LoginRecord, SessionState};
 use crate::scope::{ScopeSet, effective_policy};
 use crate::secret::BearerSecret;
 
-impl Login<Scope> {
+impl Login<Consent> {
     /// The scope the client requested.
     pub fn requested_scope(&self) -> &str {
         &self.stage.stored.record.params.scope
@@ -26,7 +26,17 @@ impl Login<Scope> {
         consent: Option<&str>,
     ) -> Result<(Login<Authorized>, AuthorizationCode), LoginError> {
         let Login { engine, stage } = self;
-        issue(engine, stage.stored, consent, None).await
+        let session = stage.stored.record.parent.is_none();
+        issue(engine, stage.stored, consent, None, session).await
+    }
+
+    /// Grants as [`Login::grant`] does, for a login no browser takes part in (token
+    /// exchange): no single-sign-on session.
+    pub(crate) async fn grant_without_session(
+        self,
+    ) -> Result<(Login<Authorized>, AuthorizationCode), LoginError> {
+        let Login { engine, stage } = self;
+        issue(engine, stage.stored, None, None, false).await
     }
 
     /// Grants as [`Login::grant`] does, but only within `ceiling` — the scope the session
@@ -39,7 +49,7 @@ impl Login<Scope> {
     ) -> Result<Option<(Login<Authorized>, AuthorizationCode)>, LoginError> {
         let Login { engine, stage } = self;
         let id = stage.stored.record.id.clone();
-        match issue(engine.clone(), stage.stored, None, Some(ceiling)).await {
+        match issue(engine.clone(), stage.stored, None, Some(ceiling), false).await {
             Err(LoginError::Request(RequestError::ScopeNotRequested(_))) => {
                 engine.login_store().revoke_login(&id).await?;
                 Ok(None)
@@ -88,6 +98,7 @@ async fn issue(
     stored: Stored,
     consent: Option<&str>,
     ceiling: Option<&ScopeSet>,
+    with_session: bool,
 ) -> Result<(Login<Authorized>, AuthorizationCode), LoginError> {
     stored.check_live(&engine)?;
     let granted = granted_scope(&engine, &stored.record, consent).await?;
@@ -99,10 +110,10 @@ async fn issue(
     let code = BearerSecret::generate(engine.random())?;
     let now = engine.now();
     let expires_at = now.saturating_add(engine.config().code_lifetime);
-    // A login through a client gets a single-sign-on session (the browser cookie) — not one
-    // signed on from a session already.
-    let session = match (&stored.record.params.client, &stored.record.parent) {
-        (Some(_), None) => Some(BearerSecret::generate(engine.random())?),
+    // A browser login through a client gets a single-sign-on session (the cookie) — not one
+    // signed on from a session already, nor one without a browser.
+    let session = match (&stored.record.params.client, with_session) {
+        (Some(_), true) => Some(BearerSecret::generate(engine.random())?),
         _ => None,
     };
     let session_state = session.as_ref().map(|s| SessionState {

@@ -23,7 +23,7 @@ use fhirgate::credential::password::{
     Argon2Config, Argon2Hasher, HashError, Password, PasswordHasher, Verification,
 };
 use fhirgate::credential::totp;
-use fhirgate::login::{Authenticated, Method};
+use fhirgate::login::{Method, Passed};
 use fhirgate::model::*;
 use fhirgate::random::OsRandom;
 use fhirgate::store::Directory;
@@ -193,7 +193,7 @@ impl Fixture {
         &self,
         email: &str,
         password: &str,
-    ) -> Result<Authenticated, fhirgate::LoginError> {
+    ) -> Result<Passed, fhirgate::LoginError> {
         self.password_with(self.request(), email, password).await
     }
 
@@ -202,7 +202,7 @@ impl Fixture {
         request: LoginRequest,
         email: &str,
         password: &str,
-    ) -> Result<Authenticated, fhirgate::LoginError> {
+    ) -> Result<Passed, fhirgate::LoginError> {
         let login = self.engine.start(request).await?;
         match login.method(email).await? {
             Method::Password(login) => login.password(password).await,
@@ -211,8 +211,8 @@ impl Fixture {
     }
 
     /// alice (password, one membership) signed in through the default request, her only
-    /// membership chosen: ready for the Scope stage.
-    pub async fn alice_at_scope(&self) -> Login<fhirgate::login::Scope> {
+    /// membership chosen: ready for the Consent stage.
+    pub async fn alice_at_scope(&self) -> Login<fhirgate::login::Consent> {
         let login = expect_profile(self.password("alice@example.org", PASSWORD).await.unwrap());
         match login.choose_if_single().await.unwrap() {
             fhirgate::login::ProfileChoice::Chosen(login) => login,
@@ -473,16 +473,16 @@ pub fn field<'a>(response: &'a fhirgate::oauth::OAuthResponse, name: &str) -> &'
         .unwrap_or_else(|| panic!("no {name} in {}", response.body))
 }
 
-pub fn expect_profile(a: Authenticated) -> Login<fhirgate::login::Profile> {
+pub fn expect_profile(a: Passed) -> Login<fhirgate::login::Profile> {
     match a {
-        Authenticated::Profile(l) => l,
+        Passed::Profile(l) => l,
         other => panic!("expected Profile, got {other:?}"),
     }
 }
 
-pub fn expect_second_factor(a: Authenticated) -> Login<fhirgate::login::SecondFactor> {
+pub fn expect_second_factor(a: Passed) -> Login<fhirgate::login::SecondFactor> {
     match a {
-        Authenticated::SecondFactor(l) => l,
+        Passed::SecondFactor(l) => l,
         other => panic!("expected SecondFactor, got {other:?}"),
     }
 }

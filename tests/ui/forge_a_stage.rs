@@ -1,8 +1,8 @@
-// Stages cannot be built outside the crate: a Login<Scope> comes only from a real transition.
-use fhirgate::login::Scope;
+// Stages cannot be built outside the crate: a Login<Consent> comes only from a real transition.
+use fhirgate::login::Consent;
 use fhirgate::{Engine, Login};
 
-fn forge(engine: Engine, stage: Scope) -> Login<Scope> {
+fn forge(engine: Engine, stage: Consent) -> Login<Consent> {
     Login { engine, stage }
 }
 
