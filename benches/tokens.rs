@@ -156,7 +156,7 @@ fn verification(c: &mut Criterion) {
         b.iter(|| jsonwebtoken::decode::<AccessClaims>(&token, &decoding, &validation).unwrap())
     });
     group.bench_function("access_token_cached/ES256", |b| {
-        b.iter(|| rt.block_on(engine.verify_access_token(&token)).unwrap())
+        b.iter(|| rt.block_on(engine.verifier().verify(&token)).unwrap())
     });
     // For reference: the whole client_credentials grant (client auth, membership, policy,
     // stored grant, signed token).

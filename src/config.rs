@@ -32,7 +32,7 @@ pub struct Config {
     /// The OAuth 2.0 / OpenID Connect side: issuer, endpoints, token lifetimes.
     pub oauth: OAuthConfig,
     /// Google sign-in.
-    pub google: crate::idp::GoogleConfig,
+    pub google: GoogleConfig,
 }
 
 impl Default for Config {
@@ -46,7 +46,7 @@ impl Default for Config {
             throttle: ThrottleConfig::default(),
             external_callback_url: None,
             oauth: OAuthConfig::default(),
-            google: crate::idp::GoogleConfig::default(),
+            google: GoogleConfig::default(),
         }
     }
 }
@@ -348,3 +348,32 @@ pub struct ConfigError(pub String);
 
 /// The longest staleness bound [`OAuthConfig::verify_cache`] accepts.
 pub const MAX_VERIFY_CACHE: Duration = Duration::minutes(15);
+
+/// Google sign-in settings.
+#[derive(Debug, Clone)]
+pub struct GoogleConfig {
+    /// The OAuth client ids (of Google Cloud projects) whose ID tokens are accepted. Empty:
+    /// Google sign-in is off.
+    pub client_ids: Vec<String>,
+    /// Google's JWKS.
+    pub jwks_uri: String,
+    /// Issuers Google uses.
+    pub issuers: Vec<String>,
+    /// Create a server-scoped account for a verified Google email that has none. Off by
+    /// default: accounts are normally created by invitation.
+    pub create_users: bool,
+}
+
+impl Default for GoogleConfig {
+    fn default() -> Self {
+        Self {
+            client_ids: Vec::new(),
+            jwks_uri: "https://www.googleapis.com/oauth2/v3/certs".to_owned(),
+            issuers: vec![
+                "https://accounts.google.com".to_owned(),
+                "accounts.google.com".to_owned(),
+            ],
+            create_users: false,
+        }
+    }
+}

@@ -5,7 +5,7 @@
 //! [`Engine::builder`] and hand clones to request handlers.
 
 use std::fmt;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 
 use time::OffsetDateTime;
 
@@ -16,31 +16,31 @@ use crate::credential::password::{Argon2Hasher, PasswordHasher};
 use crate::oauth::ClientAuthenticator;
 use crate::random::{OsRandom, SecureRandom};
 use crate::store::{Directory, LoginStore, MemoryStore, OnceStore, StoreError};
-use crate::token::keys::{KeyError, KeySet, SigningAlgorithm, SigningKey};
-use crate::token::verify::LivenessCache;
+use crate::token::keys::{KeySet, SigningAlgorithm, SigningKey};
+use crate::token::{KeyRing, Keys, Verifier};
 use crate::transport::{NoTransport, Transport};
 
 /// The login engine. See the [crate documentation](crate) for a complete flow.
 #[derive(Clone)]
 pub struct Engine {
-    pub(crate) inner: Arc<Inner>,
+    inner: Arc<Inner>,
 }
 
-pub(crate) struct Inner {
-    pub(crate) config: Config,
-    pub(crate) directory: Arc<dyn Directory>,
-    pub(crate) logins: Arc<dyn LoginStore>,
-    pub(crate) once: Arc<dyn OnceStore>,
-    pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) random: Arc<dyn SecureRandom>,
-    pub(crate) hasher: Arc<dyn PasswordHasher>,
-    pub(crate) audit: Arc<dyn AuditSink>,
-    pub(crate) keys: RwLock<Arc<KeySet>>,
-    pub(crate) transport: Arc<dyn Transport>,
-    pub(crate) clients: ClientAuthenticator,
-    pub(crate) liveness: LivenessCache,
-    pub(crate) sign_in: url::Url,
-    pub(crate) provider_keys: crate::idp::JwksCache,
+struct Inner {
+    config: Config,
+    directory: Arc<dyn Directory>,
+    logins: Arc<dyn LoginStore>,
+    once: Arc<dyn OnceStore>,
+    clock: Arc<dyn Clock>,
+    random: Arc<dyn SecureRandom>,
+    hasher: Arc<dyn PasswordHasher>,
+    audit: Arc<dyn AuditSink>,
+    keys: KeyRing,
+    verifier: Verifier,
+    transport: Arc<dyn Transport>,
+    clients: ClientAuthenticator,
+    sign_in: url::Url,
+    jwks: Arc<crate::jose::JwksCache>,
 }
 
 impl Engine {
@@ -84,56 +84,30 @@ impl Engine {
         self.inner.hasher.as_ref()
     }
 
-    /// The current signing keys (a snapshot: rotation swaps in a new set).
-    pub fn key_set(&self) -> Arc<KeySet> {
-        self.inner
-            .keys
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+    /// Key management: the keys in use, their JWKS, and rotation (publish → promote →
+    /// prune).
+    pub fn keys(&self) -> Keys<'_> {
+        Keys::new(
+            &self.inner.keys,
+            &self.inner.config.oauth,
+            self.inner.clock.as_ref(),
+        )
     }
 
-    /// Publishes `key` in the JWKS without signing with it yet: the first half of a rotation
-    /// (publish before use, OIDC Core §10.1.1). Promote it once relying parties have had time
-    /// to fetch the new JWKS (at least their JWKS cache lifetime).
-    pub fn publish_next_key(&self, key: SigningKey) -> Result<(), KeyError> {
-        self.update_keys(|set| set.publish_next(key))
+    /// TOTP administration of accounts: status, enrolment, confirmation, removal.
+    pub fn mfa(&self) -> crate::credential::totp::Mfa<'_> {
+        crate::credential::totp::Mfa::new(self)
     }
 
-    /// Makes the published next key the signing key. The previous key keeps verifying, and
-    /// stays in the JWKS, until every token it signed has expired.
-    pub fn promote_next_key(&self) -> Result<(), KeyError> {
-        let oauth = &self.config().oauth;
-        let keep = oauth
-            .access_token_lifetime
-            .max(oauth.id_token_lifetime)
-            .saturating_add(oauth.leeway);
-        let now = self.now();
-        self.update_keys(|set| set.promote_next(now, keep))
+    /// The discovery documents: OpenID Provider, RFC 8414 and SMART metadata.
+    pub fn discovery(&self) -> crate::oauth::Discovery<'_> {
+        crate::oauth::Discovery::new(&self.inner.config.oauth, self.inner.keys.current())
     }
 
-    /// Drops retired keys whose tokens have all expired.
-    pub fn prune_keys(&self) {
-        let now = self.now();
-        let _ = self.update_keys(|set| {
-            set.prune(now);
-            Ok(())
-        });
-    }
-
-    fn update_keys(
-        &self,
-        change: impl FnOnce(&mut KeySet) -> Result<(), KeyError>,
-    ) -> Result<(), KeyError> {
-        let mut guard = self
-            .inner
-            .keys
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        let mut next = KeySet::clone(&guard);
-        change(&mut next)?;
-        *guard = Arc::new(next);
-        Ok(())
+    /// The bearer-token verifier of this engine (the same a resource server can build on its
+    /// own with [`Verifier::new`]).
+    pub fn verifier(&self) -> &Verifier {
+        &self.inner.verifier
     }
 
     /// The outbound HTTP transport.
@@ -158,6 +132,21 @@ impl Engine {
         let logins = self.inner.logins.purge_expired_logins(now).await?;
         let once = self.inner.once.purge_expired_once(now).await?;
         Ok(logins.saturating_add(once))
+    }
+
+    /// Client authentication at the token endpoint (and its JWKS cache).
+    pub(crate) fn client_authenticator(&self) -> &ClientAuthenticator {
+        &self.inner.clients
+    }
+
+    /// Where browsers sign in.
+    pub(crate) fn sign_in_url(&self) -> &url::Url {
+        &self.inner.sign_in
+    }
+
+    /// The process's one cache of fetched JWKS (clients' and identity providers').
+    pub(crate) fn jwks_cache(&self) -> &crate::jose::JwksCache {
+        &self.inner.jwks
     }
 
     pub(crate) fn audit(&self, kind: AuditKind, context: AuditContext) {
@@ -312,6 +301,7 @@ impl EngineBuilder {
         };
         let clock: Arc<dyn Clock> = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let transport: Arc<dyn Transport> = self.transport.unwrap_or_else(|| Arc::new(NoTransport));
+        let jwks = Arc::new(crate::jose::JwksCache::new(config.oauth.jwks_cache_ttl));
         let clients = ClientAuthenticator::new(
             directory.clone(),
             once.clone(),
@@ -319,9 +309,17 @@ impl EngineBuilder {
             clock.clone(),
             parse_url(&config.oauth.issuer_id())?,
             parse_url(&config.oauth.endpoint("oauth2/token"))?,
-            config.oauth.jwks_cache_ttl,
+            jwks.clone(),
         );
         let sign_in = parse_url(&config.oauth.sign_in_url())?;
+        let keys = KeyRing::new(keys);
+        let verifier = Verifier::new(
+            &config.oauth,
+            keys.clone(),
+            logins.clone(),
+            directory.clone(),
+            clock.clone(),
+        );
         Ok(Engine {
             inner: Arc::new(Inner {
                 config,
@@ -332,12 +330,12 @@ impl EngineBuilder {
                 random,
                 hasher,
                 audit: self.audit.unwrap_or_else(|| Arc::new(NoAudit)),
-                keys: RwLock::new(Arc::new(keys)),
+                keys,
+                verifier,
                 transport,
                 clients,
-                liveness: LivenessCache::default(),
                 sign_in,
-                provider_keys: crate::idp::JwksCache::default(),
+                jwks,
             }),
         })
     }

@@ -15,8 +15,12 @@
 //!
 //! Then the [`oauth`] layer turns codes, refresh tokens and client credentials into tokens
 //! ([`Engine::token`]), answers the authorization endpoint ([`Engine::authorize`]),
-//! introspection, revocation, UserInfo and discovery, and [`Engine::verify_access_token`]
-//! lets a resource server turn a bearer token into a [`Principal`](token::Principal).
+//! introspection, revocation, UserInfo and [discovery](Engine::discovery), and a
+//! [`token::Verifier`] (from [`Engine::verifier`], or built alone by a resource server without
+//! the password machinery) turns a bearer token into a [`Principal`](token::Principal).
+//! Signing keys rotate through [`Engine::keys`]; TOTP administration is [`Engine::mfa`]. Every
+//! JWS the crate reads — its own tokens, client assertions, provider ID tokens — goes through
+//! one [`jose`] pipeline with one JWKS cache.
 //!
 //! A step that does not belong to a stage does not exist on it, so a login whose user has a
 //! second factor cannot reach a profile, a scope or a code before the factor passes. Between
@@ -99,13 +103,13 @@
 //! let access_token = response.body["access_token"].as_str().unwrap_or_default();
 //!
 //! // A resource server turns the bearer token into a principal.
-//! let principal = engine.verify_access_token(access_token).await?;
+//! let principal = engine.verifier().verify(access_token).await?;
 //! assert_eq!(principal.profile.as_str(), "Practitioner/123");
 //!
 //! // A second redemption is refused — and revokes everything issued from the code.
 //! let replay = engine.token(TokenRequest::from_form(form)).await;
 //! assert_eq!(replay.body["error"], "invalid_grant");
-//! assert!(engine.verify_access_token(access_token).await.is_err());
+//! assert!(engine.verifier().verify(access_token).await.is_err());
 //! # Ok(())
 //! # }
 //! ```
@@ -122,8 +126,8 @@ pub mod error;
 #[cfg(feature = "axum")]
 pub mod http;
 pub mod idp;
+pub mod jose;
 pub mod login;
-pub mod mfa;
 pub mod model;
 pub mod oauth;
 pub mod pkce;

@@ -177,7 +177,8 @@ async fn single_sign_on_creates_a_new_grant_and_leaves_the_session_untouched() {
     assert_eq!(tokens.status, 200, "{}", tokens.body);
     let principal = f
         .engine
-        .verify_access_token(field(&tokens, "access_token"))
+        .verifier()
+        .verify(field(&tokens, "access_token"))
         .await
         .unwrap();
     assert_ne!(
@@ -289,7 +290,8 @@ async fn logout_ends_single_sign_on() {
     let tokens = f.redeem("confidential", &q["code"]).await;
     let principal = f
         .engine
-        .verify_access_token(field(&tokens, "access_token"))
+        .verifier()
+        .verify(field(&tokens, "access_token"))
         .await
         .unwrap();
     f.engine.logout(&principal).await.unwrap();

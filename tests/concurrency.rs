@@ -176,7 +176,7 @@ async fn sixty_four_token_requests_with_one_code_yield_exactly_one_token_respons
     // Every later redemption was a replay, so the grant is revoked: the one token response's
     // access token no longer works either (RFC 6749 §4.1.2, ASVS 10.4.2).
     let access = ok[0].body["access_token"].as_str().unwrap();
-    assert!(f.engine.verify_access_token(access).await.is_err());
+    assert!(f.engine.verifier().verify(access).await.is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -20,7 +20,8 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use common::fake_idp::*;
 use common::*;
-use fhirgate::idp::{ExternalCallback, ExternalError, GoogleSignIn};
+use fhirgate::idp::{ExternalCallback, ExternalError};
+use fhirgate::login::GoogleSignIn;
 use fhirgate::login::{
     ExternalRedirect, Login, LoginRequest, Method, Profile, ProfileChoice, SecondFactor,
 };
@@ -1636,7 +1637,8 @@ async fn token_exchange_of_a_provider_jwt_issues_our_tokens() {
     let principal = fed
         .f
         .engine
-        .verify_access_token(field(&response, "access_token"))
+        .verifier()
+        .verify(field(&response, "access_token"))
         .await
         .unwrap();
     assert_eq!(principal.profile.as_str(), "Practitioner/alice");
@@ -1755,7 +1757,8 @@ async fn token_exchange_accepts_configured_api_audiences_and_only_those() {
     let principal = fed
         .f
         .engine
-        .verify_access_token(field(&accepted, "access_token"))
+        .verifier()
+        .verify(field(&accepted, "access_token"))
         .await
         .unwrap();
     assert_eq!(principal.profile.as_str(), "Practitioner/alice");
@@ -1950,7 +1953,8 @@ async fn token_exchange_of_an_opaque_token_needs_introspection_naming_us() {
     let principal = fed
         .f
         .engine
-        .verify_access_token(field(&accepted, "access_token"))
+        .verifier()
+        .verify(field(&accepted, "access_token"))
         .await
         .unwrap();
     assert_eq!(principal.profile.as_str(), "Practitioner/alice");

@@ -370,32 +370,37 @@ async fn a_login_resumes_in_every_stored_stage() {
 async fn mfa_account_management_enrol_verify_disable() {
     let f = Fixture::new().await;
     let alice = "alice".into();
-    assert!(!f.engine.mfa_status(&alice).await.unwrap().enrolled);
-    let uri = f.engine.begin_mfa_enrolment(&alice).await.unwrap();
+    assert!(!f.engine.mfa().status(&alice).await.unwrap().enrolled);
+    let uri = f.engine.mfa().begin_enrolment(&alice).await.unwrap();
     let secret = totp_rs::Totp::from_url(uri.expose()).unwrap();
     let code = secret
         .generate(f.engine.now().unix_timestamp() as u64)
         .to_string();
     let err = f
         .engine
-        .confirm_mfa_enrolment(&alice, "000000")
+        .mfa()
+        .confirm_enrolment(&alice, "000000")
         .await
         .unwrap_err();
     assert_eq!(err.to_string(), "Invalid token");
-    f.engine.confirm_mfa_enrolment(&alice, &code).await.unwrap();
-    assert!(f.engine.mfa_status(&alice).await.unwrap().enrolled);
-    let err = f.engine.begin_mfa_enrolment(&alice).await.unwrap_err();
+    f.engine
+        .mfa()
+        .confirm_enrolment(&alice, &code)
+        .await
+        .unwrap();
+    assert!(f.engine.mfa().status(&alice).await.unwrap().enrolled);
+    let err = f.engine.mfa().begin_enrolment(&alice).await.unwrap_err();
     assert_eq!(err.to_string(), "Already enrolled");
     // Disabling needs a fresh code (the enrolment code's step is used up).
     f.clock.advance(time::Duration::seconds(30));
-    let err = f.engine.disable_mfa(&alice, &code).await.unwrap_err();
+    let err = f.engine.mfa().disable(&alice, &code).await.unwrap_err();
     assert_eq!(err.to_string(), "Invalid token");
     let code = secret
         .generate(f.engine.now().unix_timestamp() as u64)
         .to_string();
-    f.engine.disable_mfa(&alice, &code).await.unwrap();
-    assert!(!f.engine.mfa_status(&alice).await.unwrap().enrolled);
-    let err = f.engine.disable_mfa(&alice, &code).await.unwrap_err();
+    f.engine.mfa().disable(&alice, &code).await.unwrap();
+    assert!(!f.engine.mfa().status(&alice).await.unwrap().enrolled);
+    let err = f.engine.mfa().disable(&alice, &code).await.unwrap_err();
     assert_eq!(err.to_string(), "User not enrolled in MFA");
 }
 
@@ -435,10 +440,10 @@ fn every_step_is_send(
     let user = fhirgate::model::UserId::new("u");
     send(engine.start(LoginRequest::default()));
     send(engine.resume::<Profile>("h"));
-    send(engine.mfa_status(&user));
-    send(engine.begin_mfa_enrolment(&user));
-    send(engine.confirm_mfa_enrolment(&user, "123456"));
-    send(engine.disable_mfa(&user, "123456"));
+    send(engine.mfa().status(&user));
+    send(engine.mfa().begin_enrolment(&user));
+    send(engine.mfa().confirm_enrolment(&user, "123456"));
+    send(engine.mfa().disable(&user, "123456"));
     send(engine.hash_new_password("p"));
     send(engine.purge_expired());
     send(domain.method("a@b.c"));

@@ -236,7 +236,8 @@ async fn start_client_login_without_a_scope_gets_the_allowed_scopes_without_pati
     assert!(body["patient"].is_null());
     let principal = f
         .engine
-        .verify_access_token(body["access_token"].as_str().unwrap())
+        .verifier()
+        .verify(body["access_token"].as_str().unwrap())
         .await
         .unwrap();
     assert!(!principal.scope.to_string().contains("patient/"));

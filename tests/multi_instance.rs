@@ -149,7 +149,8 @@ async fn a_login_started_on_one_instance_finishes_on_the_other() {
     assert_eq!(r.status, 200, "{}", r.body);
     // A token issued by A is verified by B.
     let principal =
-        p.b.verify_access_token(r.body["access_token"].as_str().unwrap())
+        p.b.verifier()
+            .verify(r.body["access_token"].as_str().unwrap())
             .await
             .unwrap();
     assert_eq!(principal.membership.as_str(), "m-bob-1");
@@ -214,7 +215,8 @@ async fn refresh_reuse_is_detected_across_instances() {
     .await;
     assert_eq!(after.body["error"], "invalid_grant");
     assert!(
-        p.a.verify_access_token(r1.body["access_token"].as_str().unwrap())
+        p.a.verifier()
+            .verify(r1.body["access_token"].as_str().unwrap())
             .await
             .is_err()
     );
@@ -348,7 +350,7 @@ async fn the_database_going_away_mid_flow_is_a_typed_error_and_the_next_request_
     let engine = Engine::builder()
         .store(short)
         .config(config())
-        .keys(p.a.key_set().as_ref().clone())
+        .keys(p.a.keys().current().as_ref().clone())
         .clock(p.clock.clone())
         .build()
         .unwrap();
@@ -398,7 +400,7 @@ async fn database_error_text_stays_in_the_audit_log_not_in_the_answer() {
     let engine = Engine::builder()
         .store(store)
         .config(config())
-        .keys(p.a.key_set().as_ref().clone())
+        .keys(p.a.keys().current().as_ref().clone())
         .clock(p.clock.clone())
         .audit(audit.clone())
         .build()

@@ -58,8 +58,8 @@ async fn route(engine: Engine, request: HttpRequest) -> Result<HttpResponse, Hoo
     };
     let json = |body: serde_json::Value| to_http(OAuthResponse::json(200, body));
     Ok(match path.as_str() {
-        "/.well-known/openid-configuration" => json(engine.openid_configuration()),
-        "/.well-known/jwks.json" => json(engine.jwks()),
+        "/.well-known/openid-configuration" => json(engine.discovery().openid_configuration()),
+        "/.well-known/jwks.json" => json(engine.keys().jwks()),
         "/oauth2/token" => {
             let form = match Form::parse(request.body()) {
                 Ok(form) => form,

@@ -105,7 +105,7 @@ async fn code_exchange_issues_rfc9068_access_token_and_oidc_id_token() {
     assert!(!serde_json::to_string(&stored).unwrap().contains(refresh));
 
     // A resource server accepts the access token.
-    let principal = f.engine.verify_access_token(access).await.unwrap();
+    let principal = f.engine.verifier().verify(access).await.unwrap();
     assert_eq!(principal.subject, Subject::User("alice".into()));
     assert_eq!(principal.membership, MembershipId::new("m-alice"));
     assert_eq!(principal.project.as_str(), "p1");
@@ -168,12 +168,12 @@ async fn code_replay_revokes_the_grant_and_every_token_from_it() {
     assert_eq!(first.status, 200);
     let access = field(&first, "access_token").to_owned();
     let refresh = field(&first, "refresh_token").to_owned();
-    f.engine.verify_access_token(&access).await.unwrap();
+    f.engine.verifier().verify(&access).await.unwrap();
 
     let second = f.redeem("confidential", &code).await;
     assert_eq!(error_of(&second), ("invalid_grant", 400));
     assert!(matches!(
-        f.engine.verify_access_token(&access).await,
+        f.engine.verifier().verify(&access).await,
         Err(VerifyError::Revoked)
     ));
     let r = f
@@ -312,7 +312,7 @@ async fn refresh_rotation_reuse_of_an_old_token_revokes_the_family() {
         .await;
     assert_eq!(error_of(&r), ("invalid_grant", 400));
     assert!(matches!(
-        f.engine.verify_access_token(&access2).await,
+        f.engine.verifier().verify(&access2).await,
         Err(VerifyError::Revoked)
     ));
 }
@@ -417,7 +417,7 @@ async fn token_confusion_id_and_refresh_tokens_are_not_access_tokens() {
     let r = f.redeem("confidential", &code).await;
     for token in [field(&r, "id_token"), field(&r, "refresh_token")] {
         assert!(matches!(
-            f.engine.verify_access_token(token).await,
+            f.engine.verifier().verify(token).await,
             Err(VerifyError::Invalid(_))
         ));
     }
@@ -437,7 +437,7 @@ async fn deactivated_membership_or_client_stops_existing_tokens() {
     let (_, code) = f.code_for("confidential", "openid").await;
     let r = f.redeem("confidential", &code).await;
     let access = field(&r, "access_token").to_owned();
-    f.engine.verify_access_token(&access).await.unwrap();
+    f.engine.verifier().verify(&access).await.unwrap();
     let mut m = f
         .store
         .membership(&"m-alice".into())
@@ -447,7 +447,7 @@ async fn deactivated_membership_or_client_stops_existing_tokens() {
     m.active = false;
     f.store.put_membership(&m).await.unwrap();
     assert!(matches!(
-        f.engine.verify_access_token(&access).await,
+        f.engine.verifier().verify(&access).await,
         Err(VerifyError::Inactive)
     ));
     m.active = true;
@@ -461,7 +461,7 @@ async fn deactivated_membership_or_client_stops_existing_tokens() {
     c.status = ClientStatus::Off;
     f.store.put_client(&c).await.unwrap();
     assert!(matches!(
-        f.engine.verify_access_token(&access).await,
+        f.engine.verifier().verify(&access).await,
         Err(VerifyError::Inactive)
     ));
 }
@@ -474,14 +474,14 @@ async fn verification_cache_honours_its_staleness_bound() {
     let (_, code) = f.code_for("confidential", "openid").await;
     let r = f.redeem("confidential", &code).await;
     let access = field(&r, "access_token").to_owned();
-    let principal = f.engine.verify_access_token(&access).await.unwrap();
+    let principal = f.engine.verifier().verify(&access).await.unwrap();
     // Revoked directly in the store (as another server instance would): the cached answer
     // may be used for at most 30 s.
     f.store.revoke_login(&principal.login).await.unwrap();
-    f.engine.verify_access_token(&access).await.unwrap();
+    f.engine.verifier().verify(&access).await.unwrap();
     f.clock.advance(time::Duration::seconds(31));
     assert!(matches!(
-        f.engine.verify_access_token(&access).await,
+        f.engine.verifier().verify(&access).await,
         Err(VerifyError::Revoked)
     ));
 }
@@ -493,10 +493,10 @@ async fn expired_access_tokens_fail_after_the_leeway() {
     let r = f.redeem("confidential", &code).await;
     let access = field(&r, "access_token").to_owned();
     f.clock.advance(time::Duration::seconds(3600 + 59));
-    f.engine.verify_access_token(&access).await.unwrap();
+    f.engine.verifier().verify(&access).await.unwrap();
     f.clock.advance(time::Duration::seconds(2));
     assert!(matches!(
-        f.engine.verify_access_token(&access).await,
+        f.engine.verifier().verify(&access).await,
         Err(VerifyError::Invalid(_))
     ));
 }
@@ -561,7 +561,8 @@ async fn client_credentials_grant_for_a_backend_service() {
     assert_eq!(claims["profile"], "ClientApplication/m2m");
     let principal = f
         .engine
-        .verify_access_token(field(&r, "access_token"))
+        .verifier()
+        .verify(field(&r, "access_token"))
         .await
         .unwrap();
     assert_eq!(principal.subject, Subject::Client("m2m".into()));
@@ -604,7 +605,7 @@ async fn revocation_answers_200_and_kills_the_grant() {
         .await;
     assert_eq!(r.status, 200);
     assert!(matches!(
-        f.engine.verify_access_token(&access).await,
+        f.engine.verifier().verify(&access).await,
         Err(VerifyError::Revoked)
     ));
     // Another client cannot revoke someone else's token.
@@ -616,7 +617,8 @@ async fn revocation_answers_200_and_kills_the_grant() {
         .await;
     assert_eq!(error_of(&r), ("unauthorized_client", 400));
     f.engine
-        .verify_access_token(field(&theirs, "access_token"))
+        .verifier()
+        .verify(field(&theirs, "access_token"))
         .await
         .unwrap();
 }
@@ -679,10 +681,10 @@ async fn logout_revokes_the_grant() {
     let (_, code) = f.code_for("confidential", "openid").await;
     let tokens = f.redeem("confidential", &code).await;
     let access = field(&tokens, "access_token");
-    let principal = f.engine.verify_access_token(access).await.unwrap();
+    let principal = f.engine.verifier().verify(access).await.unwrap();
     f.engine.logout(&principal).await.unwrap();
     assert!(matches!(
-        f.engine.verify_access_token(access).await,
+        f.engine.verifier().verify(access).await,
         Err(VerifyError::Revoked)
     ));
 }
@@ -690,7 +692,7 @@ async fn logout_revokes_the_grant() {
 #[tokio::test]
 async fn discovery_lists_exactly_what_is_supported() {
     let f = Fixture::new().await;
-    let oidc = f.engine.openid_configuration();
+    let oidc = f.engine.discovery().openid_configuration();
     assert_eq!(oidc["issuer"], ISSUER);
     assert_eq!(
         oidc["token_endpoint"],
@@ -724,7 +726,7 @@ async fn discovery_lists_exactly_what_is_supported() {
             .iter()
             .any(|a| a == "none" || a.as_str().unwrap().starts_with("HS"))
     );
-    let smart = f.engine.smart_configuration();
+    let smart = f.engine.discovery().smart_configuration();
     for name in [
         "grant_types_supported",
         "token_endpoint",
@@ -740,7 +742,7 @@ async fn discovery_lists_exactly_what_is_supported() {
             .iter()
             .any(|c| c == "context-style")
     );
-    let jwks = f.engine.jwks();
+    let jwks = f.engine.keys().jwks();
     let keys = jwks["keys"].as_array().unwrap();
     assert_eq!(keys.len(), 1);
     assert!(keys[0]["d"].is_null());
@@ -758,8 +760,8 @@ async fn key_rotation_publishes_first_and_keeps_the_old_key_until_its_tokens_exp
     )
     .unwrap();
     let next_kid = next.kid().to_owned();
-    f.engine.publish_next_key(next).unwrap();
-    assert_eq!(f.engine.jwks()["keys"].as_array().unwrap().len(), 2);
+    f.engine.keys().publish_next(next).unwrap();
+    assert_eq!(f.engine.keys().jwks()["keys"].as_array().unwrap().len(), 2);
     // Published but not yet signing.
     let (_, code) = f.code_for("confidential", "openid").await;
     let (h, _) = parts(field(
@@ -767,19 +769,19 @@ async fn key_rotation_publishes_first_and_keeps_the_old_key_until_its_tokens_exp
         "access_token",
     ));
     assert_ne!(h["kid"], next_kid.as_str());
-    f.engine.promote_next_key().unwrap();
+    f.engine.keys().promote_next().unwrap();
     let (_, code) = f.code_for("confidential", "openid").await;
     let new = field(&f.redeem("confidential", &code).await, "access_token").to_owned();
     let (h, _) = parts(&new);
     assert_eq!(h["kid"], next_kid.as_str());
     assert_eq!(h["alg"], "EdDSA");
-    f.engine.verify_access_token(&old).await.unwrap();
-    f.engine.verify_access_token(&new).await.unwrap();
+    f.engine.verifier().verify(&old).await.unwrap();
+    f.engine.verifier().verify(&new).await.unwrap();
     // After every old token expired, the old key goes.
     f.clock
         .advance(time::Duration::hours(1) + time::Duration::minutes(2));
-    f.engine.prune_keys();
-    assert_eq!(f.engine.jwks()["keys"].as_array().unwrap().len(), 1);
+    f.engine.keys().prune();
+    assert_eq!(f.engine.keys().jwks()["keys"].as_array().unwrap().len(), 1);
 }
 
 #[tokio::test]
@@ -796,7 +798,8 @@ async fn scope_decisions_distinguish_every_permission_and_the_patient_compartmen
     let tokens = f.redeem("confidential", &code).await;
     let p = f
         .engine
-        .verify_access_token(field(&tokens, "access_token"))
+        .verifier()
+        .verify(field(&tokens, "access_token"))
         .await
         .unwrap();
     assert_eq!(
@@ -843,7 +846,8 @@ async fn scope_decisions_distinguish_every_permission_and_the_patient_compartmen
     assert_eq!(tokens.body["need_patient_banner"], true);
     let p = f
         .engine
-        .verify_access_token(field(&tokens, "access_token"))
+        .verifier()
+        .verify(field(&tokens, "access_token"))
         .await
         .unwrap();
     assert_eq!(
@@ -872,7 +876,8 @@ async fn a_scope_with_search_criteria_never_allows_on_its_own() {
     );
     let p = f
         .engine
-        .verify_access_token(field(&tokens, "access_token"))
+        .verifier()
+        .verify(field(&tokens, "access_token"))
         .await
         .unwrap();
     assert_eq!(

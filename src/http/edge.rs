@@ -212,7 +212,7 @@ where
             );
             return Err(response);
         };
-        match engine.verify_access_token(token).await {
+        match engine.verifier().verify(token).await {
             Ok(principal) => Ok(Authenticated(principal)),
             Err(error) => {
                 let status = match &error {

@@ -11,51 +11,20 @@ use serde::Deserialize;
 use url::Url;
 
 use super::HttpConfig;
-use super::auth::{Answer, OAuthFields, after_credentials, federated, required, sso_cookie};
 use super::edge::{AuthJson, ClientAddress, cookie, header_text};
 use super::error::OperationOutcome;
+use super::steps::{
+    Answer, BROWSER_COOKIE, OAuthFields, after_credentials, browser_cookie, federated, required,
+    sso_cookie,
+};
 use crate::engine::Engine;
 use crate::error::{LoginError, ServerError};
-use crate::idp::{ExternalCallback, GoogleSignIn};
+use crate::idp::ExternalCallback;
+use crate::login::GoogleSignIn;
 use crate::login::{HandOff, Passed, ProfileChoice};
 use crate::oauth::{ACCESS_TOKEN_TYPE, Form, TOKEN_EXCHANGE, TokenRequest};
-
-/// The cookie that binds an external sign-in to the browser that started it. `__Host-`: only
-/// over HTTPS (or a loopback origin), for the whole origin, never a subdomain's.
-pub(crate) const BROWSER_COOKIE: &str = "__Host-fhirgate-idp";
-
-/// `Set-Cookie` for the browser binding (`max_age` seconds; 0 clears it). `SameSite=Lax`: it
-/// comes along when the provider sends the browser back with a top-level GET.
-pub(super) fn browser_cookie(value: &str, max_age: i64) -> Option<HeaderValue> {
-    HeaderValue::from_str(&format!(
-        "{BROWSER_COOKIE}={value}; Path=/; Max-Age={max_age}; Secure; HttpOnly; SameSite=Lax"
-    ))
-    .ok()
-}
-
 /// Longest `state` accepted at `/auth/external/start` (Medplum's JSON login request).
 const MAX_START_STATE: usize = 8 * 1024;
-
-/// The start route: `<external_callback_url>/start`, with `?domain=<domain>` when a domain's
-/// configuration chose the provider.
-pub(super) fn start_url(engine: &Engine, domain: Option<&str>) -> Result<Url, OperationOutcome> {
-    let mut url = engine
-        .config()
-        .external_callback_url
-        .clone()
-        .ok_or_else(|| {
-            LoginError::from(ServerError::Config(
-                "a domain has an identity provider but external_callback_url is not set".to_owned(),
-            ))
-        })?;
-    let path = format!("{}/start", url.path().trim_end_matches('/'));
-    url.set_path(&path);
-    url.set_query(None);
-    if let Some(domain) = domain {
-        url.query_pairs_mut().append_pair("domain", domain);
-    }
-    Ok(url)
-}
 
 /// A 302 to `url`.
 fn redirect(url: &Url) -> Response {

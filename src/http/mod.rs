@@ -15,11 +15,13 @@
 //! [`Authenticated`] guards a host's own routes: it verifies the bearer access token and
 //! hands the [`Principal`](crate::token::Principal) to the handler.
 
+mod account;
 mod auth;
 mod edge;
 mod error;
 mod external;
 mod oauth;
+mod steps;
 
 use std::sync::Arc;
 
@@ -30,9 +32,10 @@ use axum::routing::{get, post};
 use crate::engine::Engine;
 use crate::model::IpMatch;
 
-pub use auth::{FIRST_PARTY_REQUIRED, READ_ONLY_EXTENSION};
+pub use account::FIRST_PARTY_REQUIRED;
 pub use edge::{Authenticated, ClientAddress, no_store, trace};
 pub use error::OperationOutcome;
+pub use steps::READ_ONLY_EXTENSION;
 
 /// How the routes behave at the edge.
 #[derive(Debug, Clone)]
@@ -141,16 +144,16 @@ pub fn routes() -> Router<AppState> {
         .route("/auth/external/start", get(external::start))
         .route("/auth/google", post(external::google))
         .route("/auth/exchange", post(external::exchange))
-        .route("/auth/mfa/status", get(auth::mfa_status))
-        .route("/auth/mfa/setup", post(auth::mfa_setup))
-        .route("/auth/mfa/enroll", post(auth::mfa_enroll))
+        .route("/auth/mfa/status", get(account::mfa_status))
+        .route("/auth/mfa/setup", post(account::mfa_setup))
+        .route("/auth/mfa/enroll", post(account::mfa_enroll))
         .route("/auth/mfa/verify", post(auth::mfa_verify))
         .route("/auth/mfa/login-enroll", post(auth::mfa_login_enroll))
-        .route("/auth/mfa/disable", post(auth::mfa_disable))
+        .route("/auth/mfa/disable", post(account::mfa_disable))
         .route("/auth/profile", post(auth::profile))
         .route("/auth/scope", post(auth::scope))
-        .route("/auth/me", get(auth::me))
-        .route("/auth/revoke", post(auth::revoke))
+        .route("/auth/me", get(account::me))
+        .route("/auth/revoke", post(account::revoke))
         .route("/auth/login/{login}", get(auth::status))
         .route("/auth/clientinfo/{client}", get(auth::client_info))
         .route(

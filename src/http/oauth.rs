@@ -157,20 +157,20 @@ pub(crate) async fn logout(
 
 /// `GET /.well-known/openid-configuration`.
 pub(crate) async fn openid_configuration(State(engine): State<Engine>) -> Response {
-    Json(engine.openid_configuration()).into_response()
+    Json(engine.discovery().openid_configuration()).into_response()
 }
 
 /// `GET /.well-known/oauth-authorization-server`.
 pub(crate) async fn authorization_server(State(engine): State<Engine>) -> Response {
-    Json(engine.authorization_server_metadata()).into_response()
+    Json(engine.discovery().authorization_server()).into_response()
 }
 
 /// `GET /.well-known/jwks.json`.
 pub(crate) async fn jwks(State(engine): State<Engine>) -> Response {
-    Json(engine.jwks()).into_response()
+    Json(engine.keys().jwks()).into_response()
 }
 
 /// `GET /.well-known/smart-configuration`.
 pub(crate) async fn smart_configuration(State(engine): State<Engine>) -> Response {
-    Json(engine.smart_configuration()).into_response()
+    Json(engine.discovery().smart_configuration()).into_response()
 }

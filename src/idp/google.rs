@@ -7,38 +7,10 @@
 use url::Url;
 
 use super::{Expected, ExternalError, ExternalIdentity, identity_of};
+pub use crate::config::GoogleConfig;
 use crate::engine::Engine;
 use crate::error::LoginError;
 use crate::model::{LoginParams, User, UserId};
-
-/// Google sign-in settings.
-#[derive(Debug, Clone)]
-pub struct GoogleConfig {
-    /// The OAuth client ids (of Google Cloud projects) whose ID tokens are accepted. Empty:
-    /// Google sign-in is off.
-    pub client_ids: Vec<String>,
-    /// Google's JWKS.
-    pub jwks_uri: String,
-    /// Issuers Google uses.
-    pub issuers: Vec<String>,
-    /// Create a server-scoped account for a verified Google email that has none. Off by
-    /// default: accounts are normally created by invitation.
-    pub create_users: bool,
-}
-
-impl Default for GoogleConfig {
-    fn default() -> Self {
-        Self {
-            client_ids: Vec::new(),
-            jwks_uri: "https://www.googleapis.com/oauth2/v3/certs".to_owned(),
-            issuers: vec![
-                "https://accounts.google.com".to_owned(),
-                "accounts.google.com".to_owned(),
-            ],
-            create_users: false,
-        }
-    }
-}
 
 impl Engine {
     /// Verifies a Google ID token (`googleCredential`) minted for `google_client_id`: one of

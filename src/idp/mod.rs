@@ -26,18 +26,15 @@
 
 mod error;
 mod google;
-mod jwks;
 mod tokens;
 
 use std::fmt;
 
 use serde_json::Value;
 
-pub use crate::login::GoogleSignIn;
+pub use crate::jose::jwks::REFETCH_INTERVAL;
 pub use error::ExternalError;
 pub use google::GoogleConfig;
-pub(crate) use jwks::JwksCache;
-pub use jwks::REFETCH_INTERVAL;
 pub(crate) use tokens::{Expected, identity_of};
 
 use crate::engine::Engine;
@@ -300,10 +297,7 @@ impl Engine {
         params: &LoginParams,
     ) -> Result<(), LoginError> {
         let memberships = self.directory().memberships_of(&user.id).await?;
-        if crate::login::eligible(user, params, &memberships)
-            .next()
-            .is_none()
-        {
+        if params.eligible(user, &memberships).next().is_none() {
             return Err(ExternalError::UnknownIdentity.into());
         }
         Ok(())

@@ -3,16 +3,17 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::DecodingKey;
 use serde_json::Value;
 use time::Duration;
 use url::Url;
 
 use super::{ExternalError, ExternalIdentity};
 use crate::engine::Engine;
+use crate::jose::claims::Audience;
+use crate::jose::{ClaimError, Expectation, JwksError, Jws, JwsError, TimeRules, Use};
 use crate::model::{IdentityProvider, IdpTokenAuth};
-use crate::secret::ct_eq_bytes;
-use crate::transport::{HttpMethod, HttpRequest};
+use crate::transport::{HttpMethod, HttpRequest, TransportError};
 
 /// What a provider's JWT must be to be believed.
 pub(crate) struct Expected<'a> {
@@ -29,128 +30,92 @@ pub(crate) struct Expected<'a> {
     pub max_age: Option<Duration>,
 }
 
-/// The signature algorithms accepted from providers: asymmetric only.
-fn allowed(alg: Algorithm) -> Option<&'static str> {
-    match alg {
-        Algorithm::RS256
-        | Algorithm::RS384
-        | Algorithm::RS512
-        | Algorithm::PS256
-        | Algorithm::PS384
-        | Algorithm::PS512 => Some("RSA"),
-        Algorithm::ES256 | Algorithm::ES384 => Some("EC"),
-        Algorithm::EdDSA => Some("OKP"),
-        _ => None,
-    }
-}
-
 fn invalid(reason: &str) -> ExternalError {
     ExternalError::InvalidToken(reason.to_owned())
 }
 
-fn time_claim(claims: &Value, name: &str) -> Option<i64> {
-    let value = claims.get(name)?;
-    value
-        .as_i64()
-        .or_else(|| value.as_f64().map(|f| f.floor() as i64))
-}
+/// The largest token accepted from a provider (16 KiB).
+const MAX_PROVIDER_TOKEN: usize = 16 * 1024;
 
 impl Engine {
-    /// Verifies a provider's JWT against its JWKS and `expected`; returns its claims.
+    /// Verifies a provider's JWT against its JWKS and `expected`, through [`crate::jose`];
+    /// returns its claims.
     pub(crate) async fn verify_provider_jwt(
         &self,
         token: &str,
         jwks_uri: &Url,
         expected: &Expected<'_>,
     ) -> Result<Value, ExternalError> {
-        if token.len() > 16 * 1024 {
-            return Err(invalid("the token is too long"));
-        }
-        let header = jsonwebtoken::decode_header(token).map_err(|_| invalid("not a JWT"))?;
-        let kty =
-            allowed(header.alg).ok_or_else(|| invalid("the signature algorithm is not allowed"))?;
+        let jws = Jws::parse(token, MAX_PROVIDER_TOKEN).map_err(|e| match e {
+            JwsError::TooLarge => invalid("the token is too long"),
+            _ => invalid("not a JWT"),
+        })?;
+        let alg = Use::ProviderToken
+            .algorithm(&jws.header.alg)
+            .ok_or_else(|| invalid("the signature algorithm is not allowed"))?;
         let jwk = self
-            .provider_key(jwks_uri, header.kid.as_deref(), kty)
-            .await?;
-        if jwk
-            .common
-            .key_algorithm
-            .is_some_and(|a| a != jsonwebtoken::jwk::KeyAlgorithm::from(header.alg))
-        {
-            return Err(invalid("the key is not for the token's algorithm"));
-        }
+            .jwks_cache()
+            .key(
+                self.transport(),
+                jwks_uri,
+                jws.header.kid.as_deref(),
+                alg,
+                self.now(),
+            )
+            .await
+            .map_err(|e| match e {
+                JwksError::Transport(e) => ExternalError::Unreachable(e),
+                JwksError::TooLarge => ExternalError::Unreachable(TransportError::TooLarge),
+                JwksError::Status(status) => {
+                    ExternalError::ProviderError(format!("the JWKS answered {status}"))
+                }
+                JwksError::NotAJwkSet => {
+                    ExternalError::ProviderError("the JWKS is not a JWK Set".to_owned())
+                }
+                _ => invalid("no key of the identity provider matches the token"),
+            })?;
         let key =
             DecodingKey::from_jwk(&jwk).map_err(|_| invalid("the provider's key is unusable"))?;
-        // Signature only: every claim is checked below against the engine's clock.
-        let mut validation = Validation::new(header.alg);
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        validation.validate_aud = false;
-        validation.required_spec_claims.clear();
-        let claims = jsonwebtoken::decode::<Value>(token, &key, &validation)
-            .map_err(|_| invalid("bad signature"))?
-            .claims;
-        self.check_claims(&claims, expected)?;
-        Ok(claims)
-    }
-
-    fn check_claims(&self, claims: &Value, expected: &Expected<'_>) -> Result<(), ExternalError> {
-        let now = self.now().unix_timestamp();
-        let leeway = self.config().oauth.leeway.whole_seconds();
-        let iss = claims
-            .get("iss")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        if !expected.issuers.contains(&iss) {
-            return Err(invalid("wrong issuer"));
+        if !jws.verify(&key, alg) {
+            return Err(invalid("bad signature"));
         }
-        let audiences: Vec<&str> = match claims.get("aud") {
-            Some(Value::String(a)) => vec![a.as_str()],
-            Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).collect(),
-            _ => Vec::new(),
-        };
-        if !audiences.iter().any(|a| expected.audiences.contains(a)) {
-            return Err(invalid("wrong audience"));
-        }
-        if let Some(party) = expected.authorized_party
-            && audiences.len() > 1
-            && claims.get("azp").and_then(Value::as_str) != Some(party)
-        {
-            return Err(invalid(
-                "several audiences without us as the authorized party",
-            ));
-        }
-        let exp = time_claim(claims, "exp").ok_or_else(|| invalid("no expiry"))?;
-        if now >= exp.saturating_add(leeway) {
-            return Err(invalid("expired"));
-        }
-        if let Some(nbf) = time_claim(claims, "nbf")
-            && now.saturating_add(leeway) < nbf
-        {
-            return Err(invalid("not yet valid"));
-        }
-        let iat = time_claim(claims, "iat");
-        if let Some(iat) = iat
-            && iat > now.saturating_add(leeway)
-        {
-            return Err(invalid("issued in the future"));
-        }
-        if let Some(max_age) = expected.max_age {
-            let iat = iat.ok_or_else(|| invalid("no issue time"))?;
-            if now.saturating_sub(iat) > max_age.whole_seconds().saturating_add(leeway) {
-                return Err(invalid("issued too long ago"));
-            }
-        }
-        if let Some(nonce) = expected.nonce {
-            let presented = claims
-                .get("nonce")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            if !ct_eq_bytes(presented.as_bytes(), nonce.as_bytes()) {
-                return Err(invalid("wrong nonce"));
-            }
-        }
-        Ok(())
+        let audiences = expected.audiences;
+        jws.registered()
+            .map_err(|_| invalid("malformed claims"))?
+            .check(
+                &Expectation {
+                    issuers: expected.issuers,
+                    audience: Audience::AnyOf(audiences),
+                    authorized_party: expected.authorized_party,
+                    nonce: expected.nonce,
+                    times: TimeRules {
+                        leeway_seconds: self.config().oauth.leeway.whole_seconds(),
+                        max_age_seconds: expected.max_age.map(|d| d.whole_seconds()),
+                        max_ahead_seconds: None,
+                    },
+                },
+                self.now(),
+            )
+            .map_err(|e| {
+                invalid(match e {
+                    ClaimError::WrongIssuer | ClaimError::Missing("iss") => "wrong issuer",
+                    ClaimError::WrongAudience | ClaimError::Missing("aud") => "wrong audience",
+                    ClaimError::Malformed("aud") => "wrong audience",
+                    ClaimError::AuthorizedParty => {
+                        "several audiences without us as the authorized party"
+                    }
+                    ClaimError::Missing("exp") | ClaimError::Malformed("exp") => "no expiry",
+                    ClaimError::Expired => "expired",
+                    ClaimError::NotYetValid => "not yet valid",
+                    ClaimError::IssuedInFuture => "issued in the future",
+                    ClaimError::Missing("iat") => "no issue time",
+                    ClaimError::TooOld => "issued too long ago",
+                    ClaimError::WrongNonce => "wrong nonce",
+                    _ => "malformed claims",
+                })
+            })?;
+        jws.claims::<Value>()
+            .map_err(|_| invalid("malformed claims"))
     }
 
     /// Exchanges an authorization code at the provider's token endpoint (RFC 6749 §4.1.3),
@@ -225,7 +190,7 @@ impl Engine {
         if answer.get("active") != Some(&Value::Bool(true)) {
             return Err(ExternalError::InactiveSubjectToken);
         }
-        if let Some(exp) = time_claim(&answer, "exp")
+        if let Some(exp) = answer.get("exp").and_then(Value::as_i64)
             && self.now().unix_timestamp() >= exp
         {
             return Err(ExternalError::InactiveSubjectToken);

@@ -8,9 +8,7 @@ use crate::audit::{AuditKind, SignInFailure};
 use crate::credential::password::Verification;
 use crate::credential::throttle::PasswordAttempt;
 use crate::error::{CredentialError, LoginError};
-use crate::model::{
-    Amr, AuthMethod, LoginId, LoginParams, LoginRecord, ProjectMembership, User, UserId,
-};
+use crate::model::{Amr, AuthMethod, LoginId, LoginParams, LoginRecord, User, UserId};
 use crate::secret::SecretHash;
 
 /// Credentials stage (password): the email is known and signs in with a password. Not
@@ -99,7 +97,7 @@ impl Login<Credentials> {
             (Some(_), Verification::Refused(_)) => Some(SignInFailure::StoredHashRejected),
             (Some(_), Verification::Mismatch) => Some(SignInFailure::WrongPassword),
             (Some(u), Verification::Match { .. }) => {
-                if eligible(u, &params, &memberships).next().is_none() {
+                if params.eligible(u, &memberships).next().is_none() {
                     Some(SignInFailure::NoEligibleMembership)
                 } else {
                     None
@@ -226,27 +224,4 @@ pub(crate) async fn advance_authenticated(
         }
         AfterFirstFactor::Profile => Passed::Profile(super::advance(engine, stored, change).await?),
     })
-}
-
-/// The memberships a login may act as: active ones, within the login's project when it names
-/// one, within the user's own project for a project-scoped user, and of the requested
-/// profile type when one was asked for.
-pub(crate) fn eligible<'a>(
-    user: &'a User,
-    params: &'a LoginParams,
-    memberships: &'a [ProjectMembership],
-) -> impl Iterator<Item = &'a ProjectMembership> + 'a {
-    memberships
-        .iter()
-        .filter(move |m| m.active && m.user == user.id && membership_fits(user, params, m))
-}
-
-/// Every eligibility rule except `active` (which has its own refusal text).
-pub(crate) fn membership_fits(user: &User, params: &LoginParams, m: &ProjectMembership) -> bool {
-    params.project.as_ref().is_none_or(|p| *p == m.project)
-        && user.project.as_ref().is_none_or(|p| *p == m.project)
-        && params
-            .profile_type
-            .as_ref()
-            .is_none_or(|t| m.profile.resource_type() == t)
 }

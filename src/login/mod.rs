@@ -48,7 +48,6 @@ use crate::error::{LoginError, RequestError};
 use crate::model::{LoginId, LoginParams, LoginRecord, StageTag, UserId};
 use crate::secret::{BearerSecret, SecretHash};
 
-pub(crate) use credentials::eligible;
 pub use credentials::{Credentials, Passed};
 pub use domain::{Domain, EXTERNAL_LIFETIME, ExternalRedirect, LoginRequest, Method};
 pub use google::GoogleSignIn;
@@ -356,8 +355,7 @@ impl Engine {
     async fn live_record(&self, handle: &str) -> Result<(LoginRecord, LoginHandle), LoginError> {
         let handle = presented_handle(handle)?;
         let record = self
-            .inner
-            .logins
+            .login_store()
             .login_by_handle(&handle.hash())
             .await?
             .ok_or(RequestError::UnknownLogin)?;
@@ -399,7 +397,7 @@ pub(crate) async fn advance<T: Resumable>(
     record.handle_hash = handle.hash();
     record.stage = T::TAG;
     record.version = expected.saturating_add(1);
-    if !engine.inner.logins.update_login(&record, expected).await? {
+    if !engine.login_store().update_login(&record, expected).await? {
         return Err(RequestError::Conflict.into());
     }
     Ok(Login {
@@ -417,7 +415,7 @@ pub(crate) async fn create<T: Resumable>(
     record.handle_hash = handle.hash();
     record.stage = T::TAG;
     record.version = 0;
-    engine.inner.logins.create_login(&record).await?;
+    engine.login_store().create_login(&record).await?;
     Ok(Login {
         engine,
         stage: T::from_stored(Stored { record, handle }),

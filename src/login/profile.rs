@@ -1,6 +1,5 @@
 //! Profile stage: which project membership the user acts as.
 
-use super::credentials::{eligible, membership_fits};
 use super::{Consent, Login, Profile, Stored, advance};
 use crate::audit::AuditKind;
 use crate::engine::Engine;
@@ -30,7 +29,7 @@ impl Login<Profile> {
         let record = &self.stage.stored.record;
         let user = self.user().await?;
         let all = self.engine.directory().memberships_of(&user.id).await?;
-        Ok(eligible(&user, &record.params, &all).cloned().collect())
+        Ok(record.params.eligible(&user, &all).cloned().collect())
     }
 
     /// Chooses the only eligible membership when there is exactly one; otherwise lists them.
@@ -134,7 +133,7 @@ pub(crate) async fn check_membership(
         .user(user_id)
         .await?
         .ok_or(RequestError::UnknownLogin)?;
-    if !membership_fits(&user, &record.params, &membership) {
+    if !record.params.fits(&user, &membership) {
         return Err(RequestError::InvalidProfile.into());
     }
     if !membership.active {

@@ -3,12 +3,12 @@
 
 use super::{Enrolment, Login, Profile, SecondFactor, advance};
 use crate::audit::AuditKind;
+use crate::credential::totp::account::{check_totp, confirm_enrolment};
 use crate::error::{CredentialError, LoginError, RequestError};
-use crate::mfa::{check_totp, confirm_enrolment};
 use crate::model::{Amr, TotpState, UserId};
 
-pub use crate::mfa::EnrolmentUri;
-pub(crate) use crate::mfa::start_enrolment;
+pub use crate::credential::totp::EnrolmentUri;
+pub(crate) use crate::credential::totp::account::start_enrolment;
 
 fn login_user(record: &crate::model::LoginRecord) -> Result<UserId, LoginError> {
     record.user.clone().ok_or(RequestError::UnknownLogin.into())

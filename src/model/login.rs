@@ -11,7 +11,10 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::{ClientId, LaunchId, LoginId, MembershipId, ProjectId, Reference, UserId};
+use super::{
+    ClientId, LaunchId, LoginId, MembershipId, ProjectId, ProjectMembership, Reference, User,
+    UserId,
+};
 use crate::secret::SecretHash;
 
 /// The stage a stored login waits in.
@@ -157,6 +160,32 @@ impl fmt::Debug for LoginParams {
             .field("user_agent", &self.user_agent)
             .field("state", &redacted(&self.state))
             .finish()
+    }
+}
+
+impl LoginParams {
+    /// The memberships a login may act as: active ones of `user`, within the login's
+    /// project when it names one, within the user's own project for a project-scoped user,
+    /// and of the requested profile type when one was asked for.
+    pub(crate) fn eligible<'a>(
+        &'a self,
+        user: &'a User,
+        memberships: &'a [ProjectMembership],
+    ) -> impl Iterator<Item = &'a ProjectMembership> + 'a {
+        memberships
+            .iter()
+            .filter(move |m| m.active && m.user == user.id && self.fits(user, m))
+    }
+
+    /// Every eligibility rule of [`LoginParams::eligible`] except `active` (which has its
+    /// own refusal text).
+    pub(crate) fn fits(&self, user: &User, m: &ProjectMembership) -> bool {
+        self.project.as_ref().is_none_or(|p| *p == m.project)
+            && user.project.as_ref().is_none_or(|p| *p == m.project)
+            && self
+                .profile_type
+                .as_ref()
+                .is_none_or(|t| m.profile.resource_type() == t)
     }
 }
 

@@ -362,7 +362,8 @@ impl Engine {
     /// The `sub` of an ID token this server issued to `client` (expired ones included).
     fn hinted_subject(&self, hint: &str, client: &ClientApplication) -> Option<String> {
         let issuer = self.config().oauth.issuer_id();
-        self.key_set()
+        self.keys()
+            .current()
             .verify::<IdClaims>(
                 hint,
                 &Expectation {
@@ -378,7 +379,7 @@ impl Engine {
     }
 
     fn sign_in_location(&self, request: &AuthorizeRequest) -> Url {
-        let mut url = self.inner.sign_in.clone();
+        let mut url = self.sign_in_url().clone();
         {
             let mut query = url.query_pairs_mut();
             for (k, v) in request.pairs() {

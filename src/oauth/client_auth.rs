@@ -31,30 +31,29 @@
 //!   publishing its keys is the client's job. Only a missing transport
 //!   ([`TransportError::NotConfigured`]) is a `server_error`, since that is ours.
 
-use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::alphabet;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-use jsonwebtoken::jwk::{
-    AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm, KeyOperations, PublicKeyUse,
-};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use serde::Deserialize;
-use serde_json::Value;
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{Algorithm, DecodingKey};
 use time::{Duration, OffsetDateTime};
 use url::Url;
 use zeroize::Zeroizing;
 
 use super::{Form, OAuthError};
 use crate::clock::Clock;
+use crate::jose::claims::Audience;
+use crate::jose::jwks::select;
+use crate::jose::{
+    ClaimError, Expectation, JwksCache, JwksError, Jws, JwsError, Registered, TimeRules, Use,
+};
 use crate::model::{ClientApplication, ClientAuthMethod, ClientId, ClientStatus};
 use crate::secret::{BearerSecret, SecretHash};
 use crate::store::{Directory, OnceKey, OnceStore};
-use crate::transport::{HttpRequest, Transport, TransportError};
+use crate::transport::{Transport, TransportError};
 
 /// The only `client_assertion_type` accepted (RFC 7523 §2.2).
 pub const CLIENT_ASSERTION_TYPE_JWT_BEARER: &str =
@@ -68,11 +67,11 @@ pub const ASSERTION_LEEWAY: Duration = Duration::seconds(30);
 pub const MAX_ASSERTION_LIFETIME: Duration = Duration::seconds(300);
 
 /// The shortest interval between two fetches of one client's JWKS when an assertion names a
-/// `kid` the cached set lacks, and after a failed fetch.
-pub const JWKS_REFETCH_INTERVAL: Duration = Duration::seconds(10);
+/// `kid` the cached set lacks, and after a failed fetch (the JWKS cache's).
+pub const JWKS_REFETCH_INTERVAL: Duration = crate::jose::jwks::REFETCH_INTERVAL;
 
-/// The largest JWKS document accepted from a `jwks_uri` (256 KiB).
-pub const MAX_JWKS_BYTES: usize = 256 * 1024;
+/// The largest JWKS document accepted from a `jwks_uri` (the JWKS cache's).
+pub const MAX_JWKS_BYTES: usize = crate::jose::jwks::MAX_JWKS_BYTES;
 
 /// The largest `client_assertion` accepted (16 KiB).
 pub const MAX_ASSERTION_BYTES: usize = 16 * 1024;
@@ -81,8 +80,6 @@ pub const MAX_ASSERTION_BYTES: usize = 16 * 1024;
 const MAX_AUTHORIZATION_BYTES: usize = 8 * 1024;
 /// The longest `jti` accepted.
 const MAX_JTI_CHARS: usize = 256;
-/// The most clients whose JWKS is cached at once.
-const MAX_CACHED_CLIENTS: usize = 10_000;
 /// The one description for every failure that must not reveal whether the client exists.
 const INVALID_CLIENT: &str = "Invalid client";
 /// The `OnceKey` kind under which assertion `jti`s are claimed.
@@ -387,28 +384,13 @@ pub struct ClientAuthenticator {
     clock: Arc<dyn Clock>,
     issuer: Url,
     token_endpoint: Url,
-    jwks_cache_ttl: Duration,
-    cache: Mutex<HashMap<ClientId, CachedJwks>>,
-}
-
-/// One client's fetched key set.
-struct CachedJwks {
-    /// The URL it came from (a changed registration misses the cache).
-    uri: Url,
-    /// The last set fetched successfully.
-    keys: Option<Arc<JwkSet>>,
-    /// Until when `keys` may be used without fetching again.
-    fresh_until: OffsetDateTime,
-    /// When the last fetch (successful or not) was made.
-    last_fetch: OffsetDateTime,
-    /// Whether the last fetch failed.
-    last_failed: bool,
+    jwks: Arc<JwksCache>,
 }
 
 impl ClientAuthenticator {
     /// An authenticator. `issuer` is this server's issuer identifier and `token_endpoint` its
-    /// token endpoint URL: an assertion's `aud` must be one of the two. A fetched JWKS is
-    /// reused for `jwks_cache_ttl`, or less when its `Cache-Control` says so.
+    /// token endpoint URL: an assertion's `aud` must be one of the two. Clients' `jwks_uri`
+    /// sets come through `jwks`, the process's one JWKS cache.
     pub fn new(
         directory: Arc<dyn Directory>,
         once: Arc<dyn OnceStore>,
@@ -416,7 +398,7 @@ impl ClientAuthenticator {
         clock: Arc<dyn Clock>,
         issuer: Url,
         token_endpoint: Url,
-        jwks_cache_ttl: Duration,
+        jwks: Arc<JwksCache>,
     ) -> Self {
         crate::crypto::install_provider();
         Self {
@@ -426,8 +408,7 @@ impl ClientAuthenticator {
             clock,
             issuer,
             token_endpoint,
-            jwks_cache_ttl: jwks_cache_ttl.max(Duration::ZERO),
-            cache: Mutex::new(HashMap::new()),
+            jwks,
         }
     }
 
@@ -508,25 +489,28 @@ impl ClientAuthenticator {
         Ok(client.filter(|c| c.status == ClientStatus::Active))
     }
 
-    /// RFC 7523 §3 with the SMART additions. Unverified claims are checked first (their
-    /// descriptions do not depend on the client existing); from the client lookup to the
-    /// signature every failure reads [`INVALID_CLIENT`]; the `jti` is claimed last, so only a
-    /// verified assertion can use one up.
+    /// RFC 7523 §3 with the SMART additions, through [`crate::jose`]. Unverified claims are
+    /// checked first (their descriptions do not depend on the client existing); from the
+    /// client lookup to the signature every failure reads [`INVALID_CLIENT`]; the `jti` is
+    /// claimed last, so only a verified assertion can use one up.
     async fn verify_assertion(
         &self,
         form_client_id: Option<&str>,
         assertion: &str,
     ) -> Result<ClientApplication, OAuthError> {
         let fail = |description: &str| OAuthError::invalid_client(description, None);
-        if assertion.len() > MAX_ASSERTION_BYTES {
-            return Err(fail("client_assertion is too large"));
-        }
-        let (header_part, payload_part) = split_compact_jws(assertion)
-            .ok_or_else(|| fail("client_assertion is not a single compact signed JWT"))?;
-
-        let header: AssertionHeader = decode_part(header_part)
-            .ok_or_else(|| fail("client_assertion has a malformed header"))?;
-        let alg = allowed_algorithm(&header.alg).ok_or_else(|| {
+        let jws = Jws::parse(assertion, MAX_ASSERTION_BYTES).map_err(|e| {
+            fail(match e {
+                JwsError::TooLarge => "client_assertion is too large",
+                JwsError::NotCompact => "client_assertion is not a single compact signed JWT",
+                JwsError::Critical => {
+                    "client assertion has critical header parameters, which are not supported"
+                }
+                _ => "client_assertion has a malformed header",
+            })
+        })?;
+        let header = &jws.header;
+        let alg = Use::ClientAssertion.algorithm(&header.alg).ok_or_else(|| {
             fail(&format!(
                 "Unsupported client assertion algorithm {}",
                 header.alg.chars().take(16).collect::<String>()
@@ -539,19 +523,15 @@ impl ClientAuthenticator {
         {
             return Err(fail("client assertion typ must be JWT"));
         }
-        if header.crit.is_some() {
-            return Err(fail(
-                "client assertion has critical header parameters, which are not supported",
-            ));
-        }
         let Some(kid) = header.kid.as_deref().filter(|k| !k.is_empty()) else {
             return Err(fail("client assertion header must name a kid"));
         };
 
-        let claims: serde_json::Map<String, Value> = decode_part(payload_part)
-            .ok_or_else(|| fail("client_assertion has a malformed payload"))?;
-        let iss = claims.get("iss").and_then(Value::as_str);
-        let sub = claims.get("sub").and_then(Value::as_str);
+        let claims = jws
+            .registered()
+            .map_err(|_| fail("client_assertion has a malformed payload"))?;
+        let iss = Registered::text(claims.iss.as_ref());
+        let sub = Registered::text(claims.sub.as_ref());
         let (Some(iss), Some(sub)) = (iss, sub) else {
             return Err(fail("client assertion must have iss and sub"));
         };
@@ -563,35 +543,46 @@ impl ClientAuthenticator {
         if form_client_id.is_some_and(|id| id != iss) {
             return Err(fail("client_id does not match the client assertion issuer"));
         }
-        if !self.audience_allowed(claims.get("aud")) {
-            return Err(fail(
-                "client assertion aud must be this server's token endpoint or issuer, as its sole audience",
-            ));
-        }
-        let now = self.clock.now().unix_timestamp();
-        let Some(exp) = claims.get("exp").and_then(numeric_date) else {
-            return Err(fail("client assertion must have a numeric exp"));
-        };
-        if now > exp.saturating_add(ASSERTION_LEEWAY.whole_seconds()) {
-            return Err(fail("client assertion has expired"));
-        }
-        if exp.saturating_sub(now) > MAX_ASSERTION_LIFETIME.whole_seconds() {
-            return Err(fail(
-                "client assertion exp is more than 5 minutes in the future",
-            ));
-        }
-        if let Some(nbf) = claims.get("nbf") {
-            match numeric_date(nbf) {
-                Some(nbf) if nbf <= now.saturating_add(ASSERTION_LEEWAY.whole_seconds()) => {}
-                Some(_) => return Err(fail("client assertion is not valid yet (nbf)")),
-                None => return Err(fail("client assertion nbf must be numeric")),
-            }
-        }
-        let Some(jti) = claims
-            .get("jti")
-            .and_then(Value::as_str)
-            .filter(|j| !j.is_empty())
-        else {
+        let audiences = self.audiences();
+        let audiences: Vec<&str> = audiences.iter().map(String::as_str).collect();
+        let times = claims
+            .check(
+                &Expectation {
+                    issuers: &[],
+                    audience: Audience::SoleOf(&audiences),
+                    authorized_party: None,
+                    nonce: None,
+                    times: TimeRules {
+                        leeway_seconds: ASSERTION_LEEWAY.whole_seconds(),
+                        max_age_seconds: None,
+                        max_ahead_seconds: Some(MAX_ASSERTION_LIFETIME.whole_seconds()),
+                    },
+                },
+                self.clock.now(),
+            )
+            .map_err(|e| {
+                fail(match e {
+                    ClaimError::WrongAudience
+                    | ClaimError::Missing("aud")
+                    | ClaimError::Malformed("aud") => {
+                        "client assertion aud must be this server's token endpoint or issuer, as its sole audience"
+                    }
+                    ClaimError::Missing("exp") | ClaimError::Malformed("exp") => {
+                        "client assertion must have a numeric exp"
+                    }
+                    ClaimError::Expired => "client assertion has expired",
+                    ClaimError::TooFarAhead => {
+                        "client assertion exp is more than 5 minutes in the future"
+                    }
+                    ClaimError::NotYetValid => "client assertion is not valid yet (nbf)",
+                    ClaimError::Malformed("nbf") => "client assertion nbf must be numeric",
+                    ClaimError::IssuedInFuture | ClaimError::Malformed("iat") => {
+                        "client assertion iat must not be in the future"
+                    }
+                    _ => "client assertion claims are invalid",
+                })
+            })?;
+        let Some(jti) = Registered::text(claims.jti.as_ref()).filter(|j| !j.is_empty()) else {
             return Err(fail("client assertion must have a jti"));
         };
         if jti.chars().count() > MAX_JTI_CHARS {
@@ -615,28 +606,24 @@ impl ClientAuthenticator {
             return Err(fail(INVALID_CLIENT));
         }
         let jwk = if let Some(jwks) = &client.jwks {
-            select_key(jwks, kid, alg)
+            select(jwks, Some(kid), alg)
                 .cloned()
                 .ok_or_else(|| fail(INVALID_CLIENT))?
         } else if let Some(uri) = &client.jwks_uri {
-            self.key_from_uri(&client.id, uri, kid, alg).await?
+            self.key_from_uri(uri, kid, alg).await?
         } else {
             return Err(fail(INVALID_CLIENT));
         };
         let key = DecodingKey::from_jwk(&jwk).map_err(|_| fail(INVALID_CLIENT))?;
-        let mut validation = Validation::new(alg);
-        // Time, audience and issuer were checked above against the injected clock;
-        // jsonwebtoken's own checks use the system clock.
-        validation.required_spec_claims = HashSet::new();
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        validation.validate_aud = false;
-        jsonwebtoken::decode::<Value>(assertion, &key, &validation)
-            .map_err(|_| fail(INVALID_CLIENT))?;
+        if !jws.verify(&key, alg) {
+            return Err(fail(INVALID_CLIENT));
+        }
 
         // Remembered for as long as the assertion is acceptable, the last second included.
         let claim_until = OffsetDateTime::from_unix_timestamp(
-            exp.saturating_add(ASSERTION_LEEWAY.whole_seconds())
+            times
+                .exp
+                .saturating_add(ASSERTION_LEEWAY.whole_seconds())
                 .saturating_add(1),
         )
         .map_err(|_| fail("client assertion exp is out of range"))?;
@@ -652,155 +639,50 @@ impl ClientAuthenticator {
         Ok(client)
     }
 
-    /// Whether `aud` names this server (token endpoint or issuer) as its sole audience.
-    fn audience_allowed(&self, aud: Option<&Value>) -> bool {
-        let single = match aud {
-            Some(Value::String(s)) => s.as_str(),
-            Some(Value::Array(values)) if values.len() == 1 => {
-                match values.first().and_then(Value::as_str) {
-                    Some(s) => s,
-                    None => return false,
-                }
+    /// The values an assertion's `aud` may be: the token endpoint and the issuer, each also
+    /// without the trailing `/` a URL with an empty path serialises with.
+    fn audiences(&self) -> Vec<String> {
+        let mut out = Vec::with_capacity(4);
+        for url in [&self.token_endpoint, &self.issuer] {
+            let serialised = url.as_str();
+            out.push(serialised.to_owned());
+            if url.path() == "/"
+                && url.query().is_none()
+                && url.fragment().is_none()
+                && let Some(bare) = serialised.strip_suffix('/')
+            {
+                out.push(bare.to_owned());
             }
-            _ => return false,
-        };
-        url_names(&self.token_endpoint, single) || url_names(&self.issuer, single)
-    }
-
-    /// The key for `kid`/`alg` from the client's `jwks_uri`: from the cache while fresh, with
-    /// one rate-limited refetch when the `kid` is unknown.
-    async fn key_from_uri(
-        &self,
-        client: &ClientId,
-        uri: &Url,
-        kid: &str,
-        alg: Algorithm,
-    ) -> Result<Jwk, OAuthError> {
-        let now = self.clock.now();
-        let (cached, may_fetch) = {
-            let cache = self.lock_cache();
-            match cache.get(client).filter(|e| e.uri == *uri) {
-                Some(entry) if entry.fresh_until > now && entry.keys.is_some() => (
-                    entry.keys.clone(),
-                    now - entry.last_fetch >= JWKS_REFETCH_INTERVAL,
-                ),
-                Some(entry) => (
-                    None,
-                    !(entry.last_failed && now - entry.last_fetch < JWKS_REFETCH_INTERVAL),
-                ),
-                None => (None, true),
-            }
-        };
-        if let Some(keys) = cached {
-            match count_keys(&keys, kid, alg) {
-                1 => {
-                    return select_key(&keys, kid, alg)
-                        .cloned()
-                        .ok_or_else(|| OAuthError::invalid_client(INVALID_CLIENT, None));
-                }
-                0 if may_fetch => {}
-                _ => return Err(OAuthError::invalid_client(INVALID_CLIENT, None)),
-            }
-        } else if !may_fetch {
-            return Err(OAuthError::invalid_client(
-                "The client's JWKS could not be fetched; retry later",
-                None,
-            ));
         }
-        let keys = self.fetch_jwks(client, uri, now).await?;
-        select_key(&keys, kid, alg)
-            .cloned()
-            .ok_or_else(|| OAuthError::invalid_client(INVALID_CLIENT, None))
+        out
     }
 
-    /// Fetches a JWKS through the transport and records the outcome in the cache.
-    async fn fetch_jwks(
-        &self,
-        client: &ClientId,
-        uri: &Url,
-        now: OffsetDateTime,
-    ) -> Result<Arc<JwkSet>, OAuthError> {
+    /// The key for `kid`/`alg` from the client's `jwks_uri`, through the JWKS cache.
+    async fn key_from_uri(&self, uri: &Url, kid: &str, alg: Algorithm) -> Result<Jwk, OAuthError> {
         if uri.scheme() != "https" {
             return Err(OAuthError::invalid_client(
                 "The client's jwks_uri must use https",
                 None,
             ));
         }
-        let mut request = HttpRequest::get(uri.clone());
-        request.headers.push((
-            "Accept".to_owned(),
-            "application/jwk-set+json, application/json".to_owned(),
-        ));
-        let outcome = match self.transport.send(request).await {
-            Err(TransportError::NotConfigured) => {
-                return Err(OAuthError::server_error(
-                    "No transport is configured to fetch client JWKS",
-                ));
-            }
-            Err(TransportError::TooLarge) => Err("the response is too large".to_owned()),
-            Err(e) => Err(e.to_string()),
-            Ok(response) if response.status != 200 => {
-                Err(format!("HTTP status {}", response.status))
-            }
-            Ok(response) if response.body.len() > MAX_JWKS_BYTES => {
-                Err("the response is too large".to_owned())
-            }
-            Ok(response) => match serde_json::from_slice::<JwkSet>(&response.body) {
-                Ok(keys) => {
-                    let ttl = response
-                        .header("Cache-Control")
-                        .and_then(cache_control_max_age)
-                        .map_or(self.jwks_cache_ttl, |max_age| {
-                            max_age.min(self.jwks_cache_ttl)
-                        });
-                    Ok((Arc::new(keys), ttl))
+        let now = self.clock.now();
+        self.jwks
+            .key(self.transport.as_ref(), uri, Some(kid), alg, now)
+            .await
+            .map_err(|e| match e {
+                JwksError::Transport(TransportError::NotConfigured) => {
+                    OAuthError::server_error("No transport is configured to fetch client JWKS")
                 }
-                Err(_) => Err("the response is not a JWK Set".to_owned()),
-            },
-        };
-
-        let mut cache = self.lock_cache();
-        if !cache.contains_key(client) && cache.len() >= MAX_CACHED_CLIENTS {
-            evict(&mut cache, now);
-        }
-        let entry = cache
-            .entry(client.clone())
-            .and_modify(|e| {
-                if e.uri != *uri {
-                    e.uri = uri.clone();
-                    e.keys = None;
-                    e.fresh_until = now;
-                }
-            })
-            .or_insert_with(|| CachedJwks {
-                uri: uri.clone(),
-                keys: None,
-                fresh_until: now,
-                last_fetch: now,
-                last_failed: false,
-            });
-        entry.last_fetch = now;
-        match outcome {
-            Ok((keys, ttl)) => {
-                entry.keys = Some(keys.clone());
-                entry.fresh_until = now.saturating_add(ttl);
-                entry.last_failed = false;
-                Ok(keys)
-            }
-            Err(reason) => {
-                // Keys that are still fresh stay usable for their other kids.
-                entry.last_failed = true;
-                Err(OAuthError::invalid_client(
-                    format!("Could not fetch the client's JWKS: {reason}"),
+                JwksError::NoMatchingKey => OAuthError::invalid_client(INVALID_CLIENT, None),
+                JwksError::RetryLater => OAuthError::invalid_client(
+                    "The client's JWKS could not be fetched; retry later",
                     None,
-                ))
-            }
-        }
-    }
-
-    fn lock_cache(&self) -> MutexGuard<'_, HashMap<ClientId, CachedJwks>> {
-        // The cache holds no invariant a panic could break halfway.
-        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+                ),
+                other => OAuthError::invalid_client(
+                    format!("Could not fetch the client's JWKS: {other}"),
+                    None,
+                ),
+            })
     }
 }
 
@@ -809,23 +691,8 @@ impl fmt::Debug for ClientAuthenticator {
         f.debug_struct("ClientAuthenticator")
             .field("issuer", &self.issuer.as_str())
             .field("token_endpoint", &self.token_endpoint.as_str())
-            .field("jwks_cache_ttl", &self.jwks_cache_ttl)
             .finish_non_exhaustive()
     }
-}
-
-/// The JOSE header fields an assertion's checks need.
-#[derive(Deserialize)]
-struct AssertionHeader {
-    alg: String,
-    #[serde(default)]
-    typ: Option<String>,
-    #[serde(default)]
-    kid: Option<String>,
-    #[serde(default)]
-    jku: Option<String>,
-    #[serde(default)]
-    crit: Option<Value>,
 }
 
 /// Constant-time comparison against an optional registered hash; a missing one is compared
@@ -838,159 +705,7 @@ fn secret_matches(registered: Option<SecretHash>, presented: &SecretHash) -> boo
 
 /// The signature algorithms accepted for client assertions (asymmetric only; never `none` or
 /// HMAC), as published in discovery.
-pub const ASSERTION_ALGORITHMS: [&str; 9] = [
-    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
-];
-
-/// The signature algorithms accepted for assertions: asymmetric only, never `none` or HMAC.
-fn allowed_algorithm(alg: &str) -> Option<Algorithm> {
-    Some(match alg {
-        "RS256" => Algorithm::RS256,
-        "RS384" => Algorithm::RS384,
-        "RS512" => Algorithm::RS512,
-        "PS256" => Algorithm::PS256,
-        "PS384" => Algorithm::PS384,
-        "PS512" => Algorithm::PS512,
-        "ES256" => Algorithm::ES256,
-        "ES384" => Algorithm::ES384,
-        "EdDSA" => Algorithm::EdDSA,
-        _ => return None,
-    })
-}
-
-/// Splits a compact JWS into its header and payload parts: exactly three dot-separated
-/// base64url parts (the signature may be empty here; it fails verification later).
-fn split_compact_jws(token: &str) -> Option<(&str, &str)> {
-    let mut parts = token.split('.');
-    let (Some(header), Some(payload), Some(signature), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return None;
-    };
-    let base64url = |s: &str| {
-        s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    };
-    (!header.is_empty()
-        && !payload.is_empty()
-        && base64url(header)
-        && base64url(payload)
-        && base64url(signature))
-    .then_some((header, payload))
-}
-
-/// Decodes one base64url JSON part.
-fn decode_part<T: serde::de::DeserializeOwned>(part: &str) -> Option<T> {
-    let bytes = URL_SAFE_NO_PAD.decode(part).ok()?;
-    serde_json::from_slice(&bytes).ok()
-}
-
-/// A JWT NumericDate (seconds, possibly fractional) as whole seconds.
-fn numeric_date(value: &Value) -> Option<i64> {
-    if let Some(i) = value.as_i64() {
-        return Some(i);
-    }
-    let f = value.as_f64()?;
-    // `as` saturates; the range checks afterwards refuse absurd values anyway.
-    f.is_finite().then(|| f.floor() as i64)
-}
-
-/// Whether `text` names `url`: exactly its serialisation, or — for a URL with an empty path,
-/// which `Url` always serialises with a trailing `/` — the same without that slash.
-fn url_names(url: &Url, text: &str) -> bool {
-    let serialised = url.as_str();
-    text == serialised
-        || (url.path() == "/"
-            && url.query().is_none()
-            && url.fragment().is_none()
-            && serialised.strip_suffix('/') == Some(text))
-}
-
-/// The number of keys in `keys` with this `kid` and a type that fits `alg`.
-fn count_keys(keys: &JwkSet, kid: &str, alg: Algorithm) -> usize {
-    keys.keys
-        .iter()
-        .filter(|k| k.common.key_id.as_deref() == Some(kid) && key_type_fits(k, alg))
-        .count()
-}
-
-/// SMART key selection: exactly one key with this `kid` and a `kty` (and curve) consistent
-/// with `alg`; that key must also not be restricted to another algorithm or use.
-fn select_key<'a>(keys: &'a JwkSet, kid: &str, alg: Algorithm) -> Option<&'a Jwk> {
-    let mut candidates = keys
-        .keys
-        .iter()
-        .filter(|k| k.common.key_id.as_deref() == Some(kid) && key_type_fits(k, alg));
-    let (Some(key), None) = (candidates.next(), candidates.next()) else {
-        return None;
-    };
-    let common = &key.common;
-    let alg_ok = common
-        .key_algorithm
-        .is_none_or(|a| a == KeyAlgorithm::from(alg));
-    let use_ok = common
-        .public_key_use
-        .as_ref()
-        .is_none_or(|u| *u == PublicKeyUse::Signature);
-    let ops_ok = common
-        .key_operations
-        .as_ref()
-        .is_none_or(|ops| ops.contains(&KeyOperations::Verify));
-    (alg_ok && use_ok && ops_ok).then_some(key)
-}
-
-fn key_type_fits(key: &Jwk, alg: Algorithm) -> bool {
-    match (&key.algorithm, alg) {
-        (
-            AlgorithmParameters::RSA(_),
-            Algorithm::RS256
-            | Algorithm::RS384
-            | Algorithm::RS512
-            | Algorithm::PS256
-            | Algorithm::PS384
-            | Algorithm::PS512,
-        ) => true,
-        (AlgorithmParameters::EllipticCurve(p), Algorithm::ES256) => p.curve == EllipticCurve::P256,
-        (AlgorithmParameters::EllipticCurve(p), Algorithm::ES384) => p.curve == EllipticCurve::P384,
-        (AlgorithmParameters::OctetKeyPair(p), Algorithm::EdDSA) => {
-            p.curve == EllipticCurve::Ed25519
-        }
-        _ => false,
-    }
-}
-
-/// The `max-age` a `Cache-Control` value allows (`no-store` and `no-cache` allow none).
-fn cache_control_max_age(value: &str) -> Option<Duration> {
-    let mut max_age = None;
-    for directive in value.split(',') {
-        let directive = directive.trim();
-        let (name, arg) = directive.split_once('=').unwrap_or((directive, ""));
-        let name = name.trim();
-        if name.eq_ignore_ascii_case("no-store") || name.eq_ignore_ascii_case("no-cache") {
-            return Some(Duration::ZERO);
-        }
-        if name.eq_ignore_ascii_case("max-age")
-            && let Ok(seconds) = arg.trim().trim_matches('"').parse::<u32>()
-        {
-            max_age = Some(Duration::seconds(i64::from(seconds)));
-        }
-    }
-    max_age
-}
-
-/// Drops expired cache entries, and the least recently fetched one if none had expired.
-fn evict(cache: &mut HashMap<ClientId, CachedJwks>, now: OffsetDateTime) {
-    cache.retain(|_, e| e.fresh_until > now);
-    if cache.len() >= MAX_CACHED_CLIENTS {
-        let oldest = cache
-            .iter()
-            .min_by_key(|(_, e)| e.last_fetch)
-            .map(|(id, _)| id.clone());
-        if let Some(id) = oldest {
-            cache.remove(&id);
-        }
-    }
-}
+pub const ASSERTION_ALGORITHMS: [&str; 9] = crate::jose::policy::ASYMMETRIC_ALGORITHMS;
 
 /// A client id in a `jti` key, with `%` and `:` escaped so `<client_id>:<jti>` is
 /// unambiguous when the id itself contains a colon (as URL client ids do).

@@ -6,7 +6,14 @@
 use serde_json::{Value, json};
 
 use super::client_auth::ASSERTION_ALGORITHMS;
-use crate::engine::Engine;
+use crate::config::OAuthConfig;
+use crate::token::KeySet;
+
+/// The discovery documents of an engine ([`Engine::discovery`](crate::Engine::discovery)).
+pub struct Discovery<'a> {
+    oauth: &'a OAuthConfig,
+    keys: std::sync::Arc<KeySet>,
+}
 
 /// The endpoint paths, relative to the issuer (Medplum's layout).
 pub mod paths {
@@ -46,9 +53,14 @@ const AUTH_METHODS: [&str; 4] = [
     "private_key_jwt",
 ];
 
-impl Engine {
+impl<'a> Discovery<'a> {
+    /// The documents for `oauth`, advertising the algorithms of `keys`.
+    pub fn new(oauth: &'a OAuthConfig, keys: std::sync::Arc<KeySet>) -> Self {
+        Self { oauth, keys }
+    }
+
     fn signing_algorithms(&self) -> Vec<&'static str> {
-        let keys = self.key_set();
+        let keys = &self.keys;
         let mut algs: Vec<&'static str> = keys
             .jwks()
             .keys
@@ -68,7 +80,7 @@ impl Engine {
 
     /// `/.well-known/openid-configuration` (OpenID Connect Discovery 1.0).
     pub fn openid_configuration(&self) -> Value {
-        let oauth = &self.config().oauth;
+        let oauth = self.oauth;
         json!({
             "issuer": oauth.issuer_id(),
             "authorization_endpoint": oauth.endpoint(paths::AUTHORIZE),
@@ -101,14 +113,14 @@ impl Engine {
     }
 
     /// `/.well-known/oauth-authorization-server` (RFC 8414): the same metadata.
-    pub fn authorization_server_metadata(&self) -> Value {
+    pub fn authorization_server(&self) -> Value {
         self.openid_configuration()
     }
 
     /// `/.well-known/smart-configuration` (SMART App Launch 2.2): the required fields and
     /// the capabilities the engine really has.
     pub fn smart_configuration(&self) -> Value {
-        let oauth = &self.config().oauth;
+        let oauth = self.oauth;
         let mut capabilities = vec![
             "launch-ehr",
             "launch-standalone",
@@ -144,10 +156,5 @@ impl Engine {
             "code_challenge_methods_supported": ["S256"],
             "capabilities": capabilities,
         })
-    }
-
-    /// `/.well-known/jwks.json`: the public signing keys (next, current and retired).
-    pub fn jwks(&self) -> Value {
-        self.key_set().jwks_json()
     }
 }

@@ -36,7 +36,7 @@ impl Engine {
             .and_then(|h| h.strip_prefix("Bearer "));
         match bearer {
             Some(token) => {
-                self.verify_access_token(token.trim()).await.map_err(|_| {
+                self.verifier().verify(token.trim()).await.map_err(|_| {
                     let mut e = OAuthError::new(ErrorCode::InvalidToken, "Invalid bearer token");
                     e.www_authenticate = Some("Bearer realm=\"fhirgate\"".to_owned());
                     e
@@ -51,7 +51,7 @@ impl Engine {
                         Some("Basic"),
                     ));
                 }
-                let client = self.inner.clients.authenticate(&presented).await?;
+                let client = self.client_authenticator().authenticate(&presented).await?;
                 if client.client.is_public() {
                     return Err(OAuthError::invalid_client(
                         "Introspection requires client authentication",
@@ -64,7 +64,7 @@ impl Engine {
             .form
             .get("token")
             .ok_or_else(|| OAuthError::invalid_request("Missing token"))?;
-        Ok(match self.verify_access_token(token).await {
+        Ok(match self.verifier().verify(token).await {
             Ok(principal) => self.introspection_body(&principal),
             Err(_) => json!({ "active": false }),
         })
@@ -141,7 +141,7 @@ impl Engine {
         let oauth = &self.config().oauth;
         let issuer = oauth.issuer_id();
         let audience = oauth.audience();
-        let claims = self.key_set().verify::<AccessClaims>(
+        let claims = self.keys().current().verify::<AccessClaims>(
             token,
             &Expectation {
                 typ: ACCESS_TOKEN_TYP,
@@ -170,10 +170,7 @@ impl Engine {
     }
 
     async fn userinfo_checked(&self, bearer: &str) -> Result<Value, OAuthError> {
-        let principal = self
-            .verify_access_token(bearer)
-            .await
-            .map_err(bearer_error)?;
+        let principal = self.verifier().verify(bearer).await.map_err(bearer_error)?;
         if !principal.scope.contains(&Scope::OpenId) {
             let mut e = OAuthError::new(
                 ErrorCode::InsufficientScope,

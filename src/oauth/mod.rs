@@ -4,6 +4,7 @@
 mod authorize;
 mod client_auth;
 pub mod discovery;
+pub use discovery::Discovery;
 mod endpoints;
 mod error;
 mod form;
@@ -17,7 +18,7 @@ pub use client_auth::{
 };
 pub use error::{ErrorCode, OAuthError, SERVER_ERROR_DESCRIPTION};
 pub use form::{Form, MAX_FORM_BYTES, MAX_FORM_PARAMS};
-pub use token::{ACCESS_TOKEN_TYPE, TOKEN_EXCHANGE, TokenRequest};
+pub use token::{ACCESS_TOKEN_TYPE, IssuedTokens, TOKEN_EXCHANGE, TokenRequest};
 
 /// A response from one of the endpoints: status, headers and a JSON body. Every response
 /// carries `Cache-Control: no-store` and `Pragma: no-cache` (RFC 6749 §5.1), since most of

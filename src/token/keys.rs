@@ -39,6 +39,7 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256, Sha512};
 use time::OffsetDateTime;
 
+use crate::jose::{self, ClaimError, Jws, Use};
 use crate::random::SecureRandom;
 use material::{Private, Public};
 
@@ -487,26 +488,6 @@ struct SignHeader<'a> {
     typ: &'a str,
 }
 
-/// The header members [`KeySet::verify`] reads. Duplicated members are refused by the
-/// derived deserializer.
-#[derive(serde::Deserialize)]
-struct VerifyHeader {
-    alg: String,
-    kid: Option<String>,
-    typ: Option<String>,
-    crit: Option<serde::de::IgnoredAny>,
-}
-
-/// The registered claims [`KeySet::verify`] checks. Duplicated members are refused.
-#[derive(serde::Deserialize)]
-struct RegisteredClaims {
-    exp: Option<serde_json::Value>,
-    nbf: Option<serde_json::Value>,
-    iat: Option<serde_json::Value>,
-    iss: Option<serde_json::Value>,
-    aud: Option<serde_json::Value>,
-}
-
 impl KeySet {
     /// A key set with `active` as its only key.
     pub fn new(active: SigningKey) -> KeySet {
@@ -656,55 +637,50 @@ impl KeySet {
         token: &str,
         expected: &Expectation<'_>,
     ) -> Result<T, TokenError> {
-        if token.len() > MAX_TOKEN_BYTES {
-            return Err(TokenError::Malformed);
-        }
-        let (signing_input, signature) = token.rsplit_once('.').ok_or(TokenError::Malformed)?;
-        let (header_b64, payload_b64) =
-            signing_input.split_once('.').ok_or(TokenError::Malformed)?;
-        if payload_b64.contains('.') || header_b64.is_empty() {
-            return Err(TokenError::Malformed);
-        }
-        let header_bytes = URL_SAFE_NO_PAD
-            .decode(header_b64.as_bytes())
-            .map_err(|_| TokenError::Malformed)?;
-        let header: VerifyHeader =
-            serde_json::from_slice(&header_bytes).map_err(|_| TokenError::Malformed)?;
-        if header.crit.is_some() {
-            // No header extensions are understood here (RFC 7515 §4.1.11).
-            return Err(TokenError::Malformed);
-        }
-        let header_alg =
-            SigningAlgorithm::from_jose_name(&header.alg).ok_or(TokenError::AlgorithmMismatch)?;
+        let jws = Jws::parse(token, MAX_TOKEN_BYTES).map_err(|_| TokenError::Malformed)?;
+        let header = &jws.header;
+        let header_alg = Use::OurTokens
+            .algorithm(&header.alg)
+            .ok_or(TokenError::AlgorithmMismatch)?;
         let kid = header.kid.as_deref().ok_or(TokenError::UnknownKey)?;
         let key = self
             .key_for(kid, expected.now)
             .ok_or(TokenError::UnknownKey)?;
-        if header_alg != key.alg() {
+        // The algorithm is the key's, never the header's.
+        if header_alg != key.alg().jwt_alg() {
             return Err(TokenError::AlgorithmMismatch);
         }
-        match header.typ.as_deref() {
-            Some(typ) if media_type_eq(typ, expected.typ) => {}
-            _ => return Err(TokenError::WrongType),
+        if !header.typ_is(expected.typ) {
+            return Err(TokenError::WrongType);
         }
-        // The algorithm is the key's, never the header's.
-        let verified = jsonwebtoken::crypto::verify(
-            signature,
-            signing_input.as_bytes(),
-            &key.inner.decoding,
-            key.alg().jwt_alg(),
-        );
-        if !matches!(verified, Ok(true)) {
+        if !jws.verify(&key.inner.decoding, key.alg().jwt_alg()) {
             return Err(TokenError::BadSignature);
         }
-
-        let payload = URL_SAFE_NO_PAD
-            .decode(payload_b64.as_bytes())
-            .map_err(|_| TokenError::Malformed)?;
-        let claims: RegisteredClaims =
-            serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed)?;
-        check_claims(&claims, expected)?;
-        serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed)
+        let registered = jws.registered().map_err(|_| TokenError::Malformed)?;
+        registered
+            .check(
+                &jose::Expectation {
+                    issuers: &[expected.issuer],
+                    audience: jose::claims::Audience::AnyOf(&[expected.audience]),
+                    authorized_party: None,
+                    nonce: None,
+                    times: jose::TimeRules {
+                        leeway_seconds: expected.leeway_seconds,
+                        max_age_seconds: None,
+                        max_ahead_seconds: None,
+                    },
+                },
+                expected.now,
+            )
+            .map_err(|e| match e {
+                ClaimError::Expired => TokenError::Expired,
+                ClaimError::NotYetValid | ClaimError::IssuedInFuture => TokenError::NotYetValid,
+                ClaimError::WrongIssuer => TokenError::WrongIssuer,
+                ClaimError::WrongAudience => TokenError::WrongAudience,
+                ClaimError::Missing(claim) => TokenError::MissingClaim(claim),
+                _ => TokenError::Malformed,
+            })?;
+        jws.claims().map_err(|_| TokenError::Malformed)
     }
 }
 
@@ -724,95 +700,4 @@ impl fmt::Debug for KeySet {
             .field("retired", &RetiredList(&self.retired))
             .finish()
     }
-}
-
-/// Whether a header `typ` names the expected media type: ASCII case-insensitive, with the
-/// `application/` prefix optional when the rest has no `/` (RFC 7515 §4.1.9).
-fn media_type_eq(found: &str, expected: &str) -> bool {
-    fn short(media_type: &str) -> &str {
-        const PREFIX: &str = "application/";
-        match (
-            media_type.get(..PREFIX.len()),
-            media_type.get(PREFIX.len()..),
-        ) {
-            (Some(prefix), Some(rest))
-                if prefix.eq_ignore_ascii_case(PREFIX) && !rest.contains('/') =>
-            {
-                rest
-            }
-            _ => media_type,
-        }
-    }
-    let found = short(found);
-    !found.is_empty() && found.eq_ignore_ascii_case(short(expected))
-}
-
-/// How to turn a fractional NumericDate into whole seconds.
-#[derive(Clone, Copy)]
-enum Round {
-    Down,
-    Up,
-}
-
-/// A NumericDate (RFC 7519 §2) in whole seconds; `None` if it is not a number.
-fn numeric_date(value: &serde_json::Value, round: Round) -> Option<i64> {
-    let number = value.as_number()?;
-    if let Some(seconds) = number.as_i64() {
-        return Some(seconds);
-    }
-    if number.as_u64().is_some() {
-        // Above i64::MAX: the far future.
-        return Some(i64::MAX);
-    }
-    let seconds = number.as_f64().filter(|f| f.is_finite())?;
-    let whole = match round {
-        Round::Down => seconds.floor(),
-        Round::Up => seconds.ceil(),
-    };
-    // `as` saturates for out-of-range floats.
-    Some(whole as i64)
-}
-
-fn check_claims(claims: &RegisteredClaims, expected: &Expectation<'_>) -> Result<(), TokenError> {
-    let now = expected.now.unix_timestamp();
-    let leeway = expected.leeway_seconds.max(0);
-
-    // exp is rounded down and nbf/iat up: a fraction never extends validity.
-    let exp = claims.exp.as_ref().ok_or(TokenError::MissingClaim("exp"))?;
-    let exp = numeric_date(exp, Round::Down).ok_or(TokenError::Malformed)?;
-    if now >= exp.saturating_add(leeway) {
-        return Err(TokenError::Expired);
-    }
-    if let Some(nbf) = &claims.nbf {
-        let nbf = numeric_date(nbf, Round::Up).ok_or(TokenError::Malformed)?;
-        if nbf > now.saturating_add(leeway) {
-            return Err(TokenError::NotYetValid);
-        }
-    }
-    if let Some(iat) = &claims.iat {
-        let iat = numeric_date(iat, Round::Up).ok_or(TokenError::Malformed)?;
-        if iat > now.saturating_add(leeway) {
-            return Err(TokenError::NotYetValid);
-        }
-    }
-
-    match claims.iss.as_ref().ok_or(TokenError::MissingClaim("iss"))? {
-        serde_json::Value::String(iss) if iss == expected.issuer => {}
-        _ => return Err(TokenError::WrongIssuer),
-    }
-
-    let audience_ok = match claims.aud.as_ref().ok_or(TokenError::MissingClaim("aud"))? {
-        serde_json::Value::String(aud) => aud == expected.audience,
-        serde_json::Value::Array(auds) => {
-            if !auds.iter().all(serde_json::Value::is_string) {
-                return Err(TokenError::Malformed);
-            }
-            auds.iter().any(|a| a.as_str() == Some(expected.audience))
-        }
-        _ => return Err(TokenError::Malformed),
-    };
-    if !audience_ok {
-        return Err(TokenError::WrongAudience);
-    }
-    Ok(())
 }

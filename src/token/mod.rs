@@ -3,14 +3,13 @@
 //! login store (see [`crate::store::LoginStore::rotate_refresh`]).
 
 pub mod claims;
-mod issue;
+mod keyring;
 pub mod keys;
 pub mod verify;
 
 pub use claims::{AccessClaims, IdClaims};
-pub(crate) use issue::Grant;
-pub use issue::IssuedTokens;
+pub use keyring::{KeyRing, Keys};
 pub use keys::{
     Expectation, KeyError, KeySet, SigningAlgorithm, SigningKey, TokenError, token_hash,
 };
-pub use verify::{Principal, ScopeDecision, Subject, VerifyError};
+pub use verify::{Principal, ScopeDecision, Subject, Verifier, VerifyError};

@@ -9,19 +9,21 @@
 //! with a bound of `d`, a revocation or deactivation takes effect within `d`.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
-use time::OffsetDateTime;
+use time::{Duration, OffsetDateTime};
 
+use super::KeyRing;
 use super::claims::{ACCESS_TOKEN_TYP, AccessClaims};
 use super::keys::{Expectation, TokenError};
-use crate::engine::Engine;
+use crate::clock::Clock;
+use crate::config::OAuthConfig;
 use crate::model::{
     AuthMethod, ClientId, ClientStatus, LoginId, MembershipId, ProjectId, Reference, StageTag,
     UserId,
 };
 use crate::scope::ScopeSet;
-use crate::store::StoreError;
+use crate::store::{Directory, LoginStore, StoreError};
 
 /// Who a verified access token speaks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -198,21 +200,76 @@ fn time_of(seconds: i64) -> Result<OffsetDateTime, VerifyError> {
         .map_err(|_| VerifyError::Invalid(TokenError::Malformed))
 }
 
-impl Engine {
+/// Verifies bearer access tokens for a resource server: the signature and claims against the
+/// [`KeyRing`], then the grant's liveness against the stores (directly, or from a cache within
+/// the configured staleness bound). It needs no password hashing and no single-use store, so a
+/// resource server builds one on its own ([`Verifier::new`]); an [`Engine`](crate::Engine)
+/// hands out its own ([`Engine::verifier`](crate::Engine::verifier)). Cloning shares it.
+#[derive(Clone)]
+pub struct Verifier {
+    inner: Arc<VerifierInner>,
+}
+
+struct VerifierInner {
+    keys: KeyRing,
+    logins: Arc<dyn LoginStore>,
+    directory: Arc<dyn Directory>,
+    clock: Arc<dyn Clock>,
+    issuer: String,
+    audience: String,
+    leeway_seconds: i64,
+    cache_bound: Option<Duration>,
+    liveness: LivenessCache,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("issuer", &self.inner.issuer)
+            .field("audience", &self.inner.audience)
+            .field("cache_bound", &self.inner.cache_bound)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Verifier {
+    /// A verifier for tokens `oauth` describes (issuer, audience, leeway, the liveness cache
+    /// bound), signed by `keys`, whose grants live in `logins` and whose memberships, clients
+    /// and users live in `directory`.
+    pub fn new(
+        oauth: &OAuthConfig,
+        keys: KeyRing,
+        logins: Arc<dyn LoginStore>,
+        directory: Arc<dyn Directory>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(VerifierInner {
+                keys,
+                logins,
+                directory,
+                clock,
+                issuer: oauth.issuer_id(),
+                audience: oauth.audience(),
+                leeway_seconds: oauth.leeway.whole_seconds(),
+                cache_bound: oauth.verify_cache,
+                liveness: LivenessCache::default(),
+            }),
+        }
+    }
+
     /// Verifies a bearer access token and returns whom it speaks for.
-    pub async fn verify_access_token(&self, token: &str) -> Result<Principal, VerifyError> {
-        let oauth = &self.config().oauth;
-        let now = self.now();
-        let issuer = oauth.issuer_id();
-        let audience = oauth.audience();
-        let claims: AccessClaims = self.key_set().verify(
+    pub async fn verify(&self, token: &str) -> Result<Principal, VerifyError> {
+        let inner = &self.inner;
+        let now = inner.clock.now();
+        let claims: AccessClaims = inner.keys.current().verify(
             token,
             &Expectation {
                 typ: ACCESS_TOKEN_TYP,
-                issuer: &issuer,
-                audience: &audience,
+                issuer: &inner.issuer,
+                audience: &inner.audience,
                 now,
-                leeway_seconds: oauth.leeway.whole_seconds(),
+                leeway_seconds: inner.leeway_seconds,
             },
         )?;
         let login = LoginId::new(claims.login_id.clone());
@@ -253,26 +310,31 @@ impl Engine {
         })
     }
 
+    /// Forgets what the cache knows of a grant (after this process revoked it, so its own
+    /// answers are immediate).
+    pub(crate) fn forget(&self, login: &LoginId) {
+        self.inner.liveness.forget(login);
+    }
+
     /// Whether a grant is live: from the cache within its staleness bound, else the store.
     pub(crate) async fn liveness(&self, login: &LoginId) -> Result<Liveness, VerifyError> {
-        let now = self.now();
-        let bound = self.config().oauth.verify_cache;
+        let inner = &self.inner;
+        let now = inner.clock.now();
+        let bound = inner.cache_bound;
         if let Some(bound) = bound
-            && let Some(cached) = self.inner.liveness.get(login, now.saturating_sub(bound))
+            && let Some(cached) = inner.liveness.get(login, now.saturating_sub(bound))
         {
             return Ok(cached);
         }
         let liveness = self.check_liveness(login).await?;
         if bound.is_some() {
-            self.inner
-                .liveness
-                .put(login.clone(), now, liveness.clone());
+            inner.liveness.put(login.clone(), now, liveness.clone());
         }
         Ok(liveness)
     }
 
     async fn check_liveness(&self, login: &LoginId) -> Result<Liveness, VerifyError> {
-        let Some(record) = self.login_store().login(login).await? else {
+        let Some(record) = self.inner.logins.login(login).await? else {
             return Ok(Liveness::Revoked);
         };
         if record.revoked || record.stage != StageTag::Granted {
@@ -285,7 +347,7 @@ impl Engine {
         ) else {
             return Ok(Liveness::Revoked);
         };
-        let directory = self.directory();
+        let directory = self.inner.directory.as_ref();
         match directory.membership(&membership_id).await? {
             Some(m) if m.active => {}
             _ => return Ok(Liveness::Inactive),

@@ -1,6 +1,7 @@
 //! The `client_credentials` grant: a confidential client acting for itself, through its own
 //! membership, within the scopes it may be granted.
 
+use super::{Grant, IssuedTokens};
 use super::{TokenRequest, server};
 use crate::engine::Engine;
 use crate::login::access_policy;
@@ -8,7 +9,6 @@ use crate::model::{ClientApplication, Reference, UserId};
 use crate::oauth::client_auth::AuthenticatedClient;
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::scope::{ScopeSet, effective_policy};
-use crate::token::{Grant, IssuedTokens};
 
 impl Engine {
     pub(super) async fn client_credentials(

@@ -1,6 +1,7 @@
 //! The `authorization_code` grant: one atomic consumption of the code, its bindings (client,
 //! redirect URI, PKCE), then the tokens — and a refresh token when the grant gets one.
 
+use super::{Grant, IssuedTokens};
 use super::{MAX_TOKEN, server};
 use crate::engine::Engine;
 use crate::model::{ClientApplication, LoginRecord, RefreshPolicy, RefreshState};
@@ -10,7 +11,6 @@ use crate::pkce;
 use crate::scope::{Scope, ScopeSet};
 use crate::secret::{BearerSecret, SecretHash};
 use crate::store::CodeRedemption;
-use crate::token::{Grant, IssuedTokens};
 
 impl Engine {
     pub(super) async fn authorization_code(

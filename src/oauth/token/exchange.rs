@@ -3,13 +3,13 @@
 
 use std::net::IpAddr;
 
+use super::IssuedTokens;
 use super::{ACCESS_TOKEN_TYPE, server};
 use crate::engine::Engine;
 use crate::model::{ClientApplication, LoginParams};
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::scope::ScopeSet;
 use crate::store::CodeRedemption;
-use crate::token::IssuedTokens;
 
 impl Engine {
     /// RFC 8693 token exchange (also Medplum's `/auth/exchange`): an access token from the
@@ -107,7 +107,7 @@ impl Engine {
             .memberships_of(&user.id)
             .await
             .map_err(server)?;
-        let eligible: Vec<_> = crate::login::eligible(&user, &params, &memberships).collect();
+        let eligible: Vec<_> = params.eligible(&user, &memberships).collect();
         let chosen = match membership_id {
             Some(id) => eligible
                 .iter()

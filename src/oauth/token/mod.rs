@@ -9,7 +9,11 @@
 mod client_credentials;
 mod code;
 mod exchange;
+mod issue;
 mod refresh;
+
+pub(crate) use issue::Grant;
+pub use issue::IssuedTokens;
 
 use std::net::IpAddr;
 
@@ -18,7 +22,6 @@ use super::{Form, OAuthError, OAuthResponse};
 use crate::audit::AuditKind;
 use crate::engine::{AuditContext, Engine};
 use crate::model::{ClientId, LoginId};
-use crate::token::IssuedTokens;
 
 /// A request to the token endpoint.
 #[derive(Clone)]
@@ -176,7 +179,9 @@ impl Engine {
         if let PresentedCredentials::None { client_id: None } = presented {
             return Ok(None);
         }
-        Ok(Some(self.inner.clients.authenticate(presented).await?))
+        Ok(Some(
+            self.client_authenticator().authenticate(presented).await?,
+        ))
     }
 
     /// Revokes a grant: its login, and so every access and refresh token issued from it.
@@ -185,7 +190,7 @@ impl Engine {
             .revoke_login(login)
             .await
             .map_err(server)?;
-        self.inner.liveness.forget(login);
+        self.verifier().forget(login);
         Ok(())
     }
 }

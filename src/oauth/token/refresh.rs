@@ -1,6 +1,7 @@
 //! The `refresh_token` grant: opaque refresh tokens rotated by one atomic store operation; a
 //! rotated-out token presented again revokes the whole family.
 
+use super::{Grant, IssuedTokens};
 use super::{MAX_TOKEN, TokenRequest, server};
 use crate::engine::Engine;
 use crate::login::access_policy;
@@ -9,7 +10,6 @@ use crate::oauth::{ErrorCode, OAuthError};
 use crate::scope::ScopeSet;
 use crate::secret::{BearerSecret, SecretHash};
 use crate::store::RefreshRotation;
-use crate::token::{Grant, IssuedTokens};
 
 impl Engine {
     pub(super) async fn refresh_token(
@@ -53,7 +53,10 @@ impl Engine {
             }
         };
         if !matches!(
-            self.liveness(&current.id).await.map_err(server)?,
+            self.verifier()
+                .liveness(&current.id)
+                .await
+                .map_err(server)?,
             crate::token::verify::Liveness::Live { .. }
         ) {
             return Err(OAuthError::invalid_grant(

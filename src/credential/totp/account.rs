@@ -1,5 +1,5 @@
 //! The TOTP second factor on an account: status, enrolment, confirmation, removal — and the
-//! one verification routine every TOTP check goes through.
+//! one verification routine every TOTP check goes through (sign-in and administration).
 //!
 //! A code is checked in this order: attempt caps (per login and per user, counted in the store
 //! before the code is looked at, so parallel guesses cannot exceed them), the RFC 6238 window,
@@ -12,8 +12,8 @@ use std::fmt;
 
 use time::OffsetDateTime;
 
+use super as totp;
 use crate::audit::{AuditKind, SecondFactorFailure};
-use crate::credential::totp;
 use crate::engine::{AuditContext, Engine};
 use crate::error::{CredentialError, LoginError, RequestError};
 use crate::model::{LoginId, TotpSecret, TotpState, User, UserId};
@@ -230,11 +230,22 @@ async fn load_user(engine: &Engine, id: &UserId) -> Result<User, LoginError> {
         .ok_or(RequestError::UnknownUser)?)
 }
 
-impl Engine {
+/// TOTP administration of an account ([`Engine::mfa`]): status, enrolment by a signed-in
+/// user, confirmation, removal. Each check of a code goes through the same caps and replay
+/// guard as a sign-in.
+pub struct Mfa<'a> {
+    engine: &'a Engine,
+}
+
+impl<'a> Mfa<'a> {
+    pub(crate) fn new(engine: &'a Engine) -> Self {
+        Self { engine }
+    }
+
     /// The second-factor status of an account (Medplum's `/auth/mfa/status`, without ever
     /// re-disclosing a secret).
-    pub async fn mfa_status(&self, user: &UserId) -> Result<MfaStatus, LoginError> {
-        let user = load_user(self, user).await?;
+    pub async fn status(&self, user: &UserId) -> Result<MfaStatus, LoginError> {
+        let user = load_user(self.engine, user).await?;
         Ok(MfaStatus {
             enrolled: user.mfa_enrolled(),
             pending: matches!(user.totp, TotpState::Pending { .. }),
@@ -244,23 +255,24 @@ impl Engine {
 
     /// Starts TOTP enrolment for a signed-in user: a fresh secret, returned once as an
     /// `otpauth://` URI. "Already enrolled" for a user with a confirmed factor.
-    pub async fn begin_mfa_enrolment(&self, user: &UserId) -> Result<EnrolmentUri, LoginError> {
-        let user = load_user(self, user).await?;
-        start_enrolment(self, &user, None).await
+    pub async fn begin_enrolment(&self, user: &UserId) -> Result<EnrolmentUri, LoginError> {
+        let user = load_user(self.engine, user).await?;
+        start_enrolment(self.engine, &user, None).await
     }
 
     /// Confirms the pending secret with a code from the authenticator ("Invalid token" when
     /// it does not match).
-    pub async fn confirm_mfa_enrolment(&self, user: &UserId, code: &str) -> Result<(), LoginError> {
-        confirm_enrolment(self, user, code, None, CredentialError::InvalidToken)
+    pub async fn confirm_enrolment(&self, user: &UserId, code: &str) -> Result<(), LoginError> {
+        confirm_enrolment(self.engine, user, code, None, CredentialError::InvalidToken)
             .await
             .map(|_| ())
     }
 
     /// Removes the TOTP factor. Needs a valid code, so a stolen session alone cannot
     /// remove it.
-    pub async fn disable_mfa(&self, user: &UserId, code: &str) -> Result<(), LoginError> {
-        let user = load_user(self, user).await?;
+    pub async fn disable(&self, user: &UserId, code: &str) -> Result<(), LoginError> {
+        let engine = self.engine;
+        let user = load_user(engine, user).await?;
         let TotpState::Enrolled { secret } = &user.totp else {
             return Err(RequestError::NotEnrolled.into());
         };
@@ -268,15 +280,19 @@ impl Engine {
             user: Some(user.id.clone()),
             ..AuditContext::default()
         };
-        check_totp(self, &user.id, secret, code, None, context)
+        check_totp(engine, &user.id, secret, code, None, context)
             .await
             .map_err(|f| f.into_error(CredentialError::InvalidToken))?;
         let mut updated = user.clone();
         updated.totp = TotpState::None;
-        if !self.directory().update_user(&updated, user.version).await? {
+        if !engine
+            .directory()
+            .update_user(&updated, user.version)
+            .await?
+        {
             return Err(RequestError::Conflict.into());
         }
-        self.audit(AuditKind::MfaDisabled, context());
+        engine.audit(AuditKind::MfaDisabled, context());
         Ok(())
     }
 }

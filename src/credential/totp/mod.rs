@@ -7,6 +7,10 @@
 //!
 //! Time steps are 64-bit, so codes keep working past 2038 (RFC 6238 §4.2).
 
+pub mod account;
+
+pub use account::{EnrolmentUri, Mfa, MfaStatus};
+
 use totp_rs::{Algorithm, Builder, Totp};
 
 use crate::model::TotpSecret;

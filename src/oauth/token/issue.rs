@@ -4,13 +4,13 @@
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 
-use super::claims::{ACCESS_TOKEN_TYP, AccessClaims, ID_TOKEN_TYP, IdClaims};
-use super::keys::token_hash;
 use crate::engine::Engine;
 use crate::model::{Amr, ClientApplication, LoginRecord, User, random_uuid};
 use crate::oauth::{OAuthError, OAuthResponse};
 use crate::scope::{Scope, ScopeSet};
 use crate::secret::BearerSecret;
+use crate::token::claims::{ACCESS_TOKEN_TYP, AccessClaims, ID_TOKEN_TYP, IdClaims};
+use crate::token::keys::token_hash;
 
 /// What a token response carries besides the tokens' own claims.
 pub(crate) struct Grant<'a> {
@@ -86,7 +86,7 @@ impl Engine {
             project: record.project.as_ref().map(|p| format!("Project/{p}")),
             auth_time: record.auth_time.map(unix),
         };
-        let keys = self.key_set();
+        let keys = self.keys().current();
         let access_token = keys
             .sign(ACCESS_TOKEN_TYP, &claims)
             .map_err(|e| OAuthError::server_error(format!("signing failed: {e}")))?;
