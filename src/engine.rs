@@ -144,9 +144,16 @@ impl Engine {
         &self.inner.sign_in
     }
 
-    /// The process's one cache of fetched JWKS (clients' and identity providers').
-    pub(crate) fn jwks_cache(&self) -> &crate::jose::JwksCache {
-        &self.inner.jwks
+    /// The identity-provider checks, with access to what they need only.
+    pub(crate) fn federation(&self) -> crate::idp::Federation<'_> {
+        crate::idp::Federation::new(
+            &self.inner.config,
+            self.inner.directory.as_ref(),
+            self.inner.transport.as_ref(),
+            &self.inner.jwks,
+            self.inner.clock.as_ref(),
+            self.inner.random.as_ref(),
+        )
     }
 
     pub(crate) fn audit(&self, kind: AuditKind, context: AuditContext) {

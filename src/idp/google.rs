@@ -8,11 +8,10 @@ use url::Url;
 
 use super::{Expected, ExternalError, ExternalIdentity, identity_of};
 pub use crate::config::GoogleConfig;
-use crate::engine::Engine;
 use crate::error::LoginError;
 use crate::model::{LoginParams, User, UserId};
 
-impl Engine {
+impl super::Federation<'_> {
     /// Verifies a Google ID token (`googleCredential`) minted for `google_client_id`: one of
     /// the configured client ids, Google's issuer, a signature by Google's JWKS, unexpired,
     /// and a verified email. Returns the identity it vouches for.

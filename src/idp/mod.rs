@@ -37,11 +37,16 @@ pub use error::ExternalError;
 pub use google::GoogleConfig;
 pub(crate) use tokens::{Expected, identity_of};
 
-use crate::engine::Engine;
+use crate::clock::Clock;
+use crate::config::Config;
 use crate::error::LoginError;
+use crate::jose::JwksCache;
 use crate::model::{
     IdentityProvider, LoginParams, LoginRecord, ProviderSource, User, normalize_email,
 };
+use crate::random::SecureRandom;
+use crate::store::Directory;
+use crate::transport::Transport;
 
 /// What a provider told us about the person.
 #[derive(Clone, PartialEq, Eq)]
@@ -105,7 +110,65 @@ impl std::fmt::Debug for ExternalCallback {
 /// ID tokens older than this are refused at the callback (they were just issued).
 const ID_TOKEN_MAX_AGE: time::Duration = time::Duration::minutes(10);
 
-impl Engine {
+/// What the provider checks may touch: the configuration, the directory (to map an identity
+/// to an account), the outbound transport and the process's JWKS cache, the clock, and
+/// randomness (for an account Google sign-in creates). Nothing here moves a login: the
+/// transitions are the login machine's, which calls these checks.
+pub(crate) struct Federation<'a> {
+    config: &'a Config,
+    directory: &'a dyn Directory,
+    transport: &'a dyn Transport,
+    jwks: &'a JwksCache,
+    clock: &'a dyn Clock,
+    random: &'a dyn SecureRandom,
+}
+
+impl<'a> Federation<'a> {
+    /// The checks over these parts.
+    pub(crate) fn new(
+        config: &'a Config,
+        directory: &'a dyn Directory,
+        transport: &'a dyn Transport,
+        jwks: &'a JwksCache,
+        clock: &'a dyn Clock,
+        random: &'a dyn SecureRandom,
+    ) -> Self {
+        Self {
+            config,
+            directory,
+            transport,
+            jwks,
+            clock,
+            random,
+        }
+    }
+
+    fn config(&self) -> &'a Config {
+        self.config
+    }
+
+    fn directory(&self) -> &'a dyn Directory {
+        self.directory
+    }
+
+    fn transport(&self) -> &'a dyn Transport {
+        self.transport
+    }
+
+    fn jwks_cache(&self) -> &'a JwksCache {
+        self.jwks
+    }
+
+    fn now(&self) -> time::OffsetDateTime {
+        self.clock.now()
+    }
+
+    fn random(&self) -> &'a dyn SecureRandom {
+        self.random
+    }
+}
+
+impl Federation<'_> {
     /// The provider a login was sent to, read again from its configuration (so its client
     /// secret is never copied into login records).
     pub(crate) async fn provider_of(

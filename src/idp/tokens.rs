@@ -9,7 +9,6 @@ use time::Duration;
 use url::Url;
 
 use super::{ExternalError, ExternalIdentity};
-use crate::engine::Engine;
 use crate::jose::claims::Audience;
 use crate::jose::{ClaimError, Expectation, JwksError, Jws, JwsError, TimeRules, Use};
 use crate::model::{IdentityProvider, IdpTokenAuth};
@@ -37,7 +36,7 @@ fn invalid(reason: &str) -> ExternalError {
 /// The largest token accepted from a provider (16 KiB).
 const MAX_PROVIDER_TOKEN: usize = 16 * 1024;
 
-impl Engine {
+impl super::Federation<'_> {
     /// Verifies a provider's JWT against its JWKS and `expected`, through [`crate::jose`];
     /// returns its claims.
     pub(crate) async fn verify_provider_jwt(

@@ -9,16 +9,16 @@ use crate::engine::Engine;
 use crate::error::LoginError;
 use crate::model::{Amr, AuthMethod, LoginParams, User};
 
-impl Engine {
+impl Login<Profile> {
     /// A login for `user`, whose identity the provider behind `params.client` vouched for,
     /// waiting for its membership choice. The account must have no second factor: nothing
     /// could ask for it here.
-    pub(crate) async fn exchange_login(
-        &self,
+    pub(crate) async fn exchanged(
+        engine: &Engine,
         params: LoginParams,
         user: &User,
     ) -> Result<Login<Profile>, LoginError> {
-        let record = new_record(self, params, AuthMethod::External, user, Amr::Fed)?;
-        create(self.clone(), record, new_handle(self)?).await
+        let record = new_record(engine, params, AuthMethod::External, user, Amr::Fed)?;
+        create(engine.clone(), record, new_handle(engine)?).await
     }
 }

@@ -46,7 +46,10 @@ impl Engine {
             if !bound {
                 return Err(ExternalError::BrowserMismatch.into());
             }
-            let user = self.identify_callback(record, callback).await?;
+            let user = self
+                .federation()
+                .identify_callback(record, callback)
+                .await?;
             let now = self.now();
             let lifetime = self.config().login_lifetime;
             let user_id = user.id.clone();

@@ -40,6 +40,7 @@ impl Login<Domain> {
     ) -> Result<GoogleSignIn, LoginError> {
         let identity = self
             .engine
+            .federation()
             .google_identity(google_client_id, credential)
             .await?;
         let email = identity.email.clone().unwrap_or_default();
@@ -55,7 +56,10 @@ impl Login<Domain> {
         }
         let Login { engine, stage } = self;
         let params = stage.into_params();
-        let user = engine.google_account(&params, &identity).await?;
+        let user = engine
+            .federation()
+            .google_account(&params, &identity)
+            .await?;
         let record = new_record(&engine, params, AuthMethod::Google, &user, Amr::Fed)?;
         Ok(GoogleSignIn::Authenticated(
             create_authenticated(engine, record, &user).await?,

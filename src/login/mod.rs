@@ -48,6 +48,7 @@ use crate::error::{LoginError, RequestError};
 use crate::model::{LoginId, LoginParams, LoginRecord, StageTag, UserId};
 use crate::secret::{BearerSecret, SecretHash};
 
+pub(crate) use client::client_grant;
 pub use credentials::{Credentials, Passed};
 pub use domain::{Domain, EXTERNAL_LIFETIME, ExternalRedirect, LoginRequest, Method};
 pub use google::GoogleSignIn;

@@ -48,17 +48,17 @@ impl Engine {
         effective_policy(&policy, &granted, None)
             .map_err(|e| OAuthError::new(ErrorCode::InvalidScope, e.to_string()))?;
 
-        let record = self
-            .client_login(
-                &client,
-                &membership,
-                &requested,
-                &granted,
-                request.remote_address,
-                request.user_agent.clone(),
-            )
-            .await
-            .map_err(server)?;
+        let record = crate::login::client_grant(
+            self,
+            &client,
+            &membership,
+            &requested,
+            &granted,
+            request.remote_address,
+            request.user_agent.clone(),
+        )
+        .await
+        .map_err(server)?;
         self.issue_tokens(Grant {
             record: &record,
             client: Some(&client),

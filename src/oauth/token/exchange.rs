@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use super::IssuedTokens;
 use super::{ACCESS_TOKEN_TYPE, server};
 use crate::engine::Engine;
+use crate::login::Login;
 use crate::model::{ClientApplication, LoginParams};
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::scope::ScopeSet;
@@ -39,6 +40,7 @@ impl Engine {
         let identity = match (&provider.issuer, &provider.jwks_uri) {
             (Some(issuer), Some(jwks_uri)) if is_jwt => {
                 let claims = self
+                    .federation()
                     .verify_provider_jwt(
                         subject_token,
                         jwks_uri,
@@ -59,7 +61,8 @@ impl Engine {
                 // provider that signs its tokens could have minted it for any of its apps, so
                 // only its introspection (naming us) makes it acceptable.
                 if provider.introspection_url.is_some() {
-                    self.provider_introspect(&provider, subject_token, &audiences)
+                    self.federation()
+                        .provider_introspect(&provider, subject_token, &audiences)
                         .await
                         .map_err(|e| external(e.into()))?;
                 } else if provider.issuer.is_some() && provider.jwks_uri.is_some() {
@@ -68,6 +71,7 @@ impl Engine {
                     ));
                 }
                 let claims = self
+                    .federation()
                     .provider_userinfo(&provider, subject_token)
                     .await
                     .map_err(|e| external(e.into()))?;
@@ -92,6 +96,7 @@ impl Engine {
             ..LoginParams::default()
         };
         let user = self
+            .federation()
             .resolve_external_user(&params, &provider, None, &identity)
             .await
             .map_err(external)?;
@@ -126,7 +131,9 @@ impl Engine {
         };
         // Into the machine: a login waiting at Profile, the membership chosen with every
         // check, the grant (a code, redeemed at once), then the token response.
-        let login = self.exchange_login(params, &user).await.map_err(external)?;
+        let login = Login::exchanged(self, params, &user)
+            .await
+            .map_err(external)?;
         let login = login.choose(&chosen).await.map_err(external)?;
         let (_, code) = login.grant_without_session().await.map_err(external)?;
         let now = self.now();
