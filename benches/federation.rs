@@ -35,7 +35,7 @@ use fhirgate::clock::ManualClock;
 use fhirgate::idp::ExternalCallback;
 use fhirgate::login::{ExternalRedirect, Method, Passed};
 use fhirgate::model::*;
-use fhirgate::store::Directory;
+use fhirgate::store::{Directory, DirectoryAdmin};
 use fhirgate::transport::{HttpMethod, HttpRequest, HttpResponse, Transport, TransportError};
 use fhirgate::{Config, Engine, LoginRequest, MemoryStore};
 use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse};

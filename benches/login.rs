@@ -22,7 +22,7 @@ use fhirgate::credential::password::{HashError, Password, PasswordHasher, Verifi
 use fhirgate::credential::totp;
 use fhirgate::login::{Method, Passed, ProfileChoice};
 use fhirgate::model::*;
-use fhirgate::store::Directory;
+use fhirgate::store::{Directory, DirectoryAdmin};
 use fhirgate::{Config, Engine, LoginRequest, MemoryStore};
 
 const PASSWORD: &str = "correct horse battery staple";

@@ -17,7 +17,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use fhirgate::clock::ManualClock;
 use fhirgate::model::*;
 use fhirgate::oauth::{Form, TokenRequest};
-use fhirgate::store::Directory;
+use fhirgate::store::DirectoryAdmin;
 use fhirgate::token::{AccessClaims, KeySet, SigningAlgorithm, SigningKey};
 use fhirgate::{Config, Engine, MemoryStore};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};

@@ -9,7 +9,7 @@ use fhirgate::audit::MemoryAudit;
 use fhirgate::credential::totp;
 use fhirgate::login::{Method, Passed, ProfileChoice, SecondFactor};
 use fhirgate::model::*;
-use fhirgate::store::{CodeRedemption, Directory, LoginStore};
+use fhirgate::store::{CodeRedemption, Directory, DirectoryAdmin, redeem_code};
 use fhirgate::{Engine, LoginRequest, MemoryStore, pkce};
 
 #[tokio::main(flavor = "current_thread")]
@@ -137,7 +137,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // What the token endpoint will do: consume it once, check PKCE.
-    match store.consume_code(&code.hash(), engine.now()).await? {
+    match redeem_code(&store, &code.hash(), engine.now()).await? {
         CodeRedemption::Redeemed(record) => {
             let challenge = record
                 .params
@@ -151,7 +151,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         other => return Err(format!("unexpected redemption: {other:?}").into()),
     }
-    let replay = store.consume_code(&code.hash(), engine.now()).await?;
+    let replay = redeem_code(&store, &code.hash(), engine.now()).await?;
     println!(
         "   replay      refused and reported as a replay: {}",
         matches!(replay, CodeRedemption::Replayed(_))

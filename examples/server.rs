@@ -34,6 +34,7 @@ use fhirgate::model::{
     TotpState, User, UserId,
 };
 use fhirgate::scope::ScopeSet;
+use fhirgate::store::DirectoryAdmin;
 use fhirgate::token::{KeySet, Principal, ScopeDecision, SigningAlgorithm, SigningKey, Subject};
 use fhirgate::{Config, Engine, MemoryStore};
 use serde::Deserialize;
@@ -221,9 +222,15 @@ async fn run(args: Args) -> Result<(), Failure> {
     let mut builder = Engine::builder()
         .config(config)
         .audit(Arc::new(TracingAudit));
-    builder = match &args.database_url {
+    // The seed is written through the store's administrative trait; the engine only reads.
+    let admin: Arc<dyn DirectoryAdmin>;
+    (builder, admin) = match &args.database_url {
         Some(url) => with_database(builder, url).await?,
-        None => builder.store(MemoryStore::new()),
+        None => {
+            let store = MemoryStore::new();
+            let admin: Arc<dyn DirectoryAdmin> = Arc::new(store.clone());
+            (builder.store(store), admin)
+        }
     };
     if let Some(path) = &args.signing_key {
         builder = builder.keys(KeySet::new(read_signing_key(path)?));
@@ -245,12 +252,14 @@ async fn run(args: Args) -> Result<(), Failure> {
     }
     let engine = builder.build().map_err(|e| Failure::Usage(e.to_string()))?;
 
-    let summary = load_seed(&engine, seed).await.map_err(|e| {
-        Failure::Usage(match &args.seed {
-            Some(path) => format!("seed file {}: {e}", path.display()),
-            None => format!("built-in demo data: {e}"),
-        })
-    })?;
+    let summary = load_seed(&engine, admin.as_ref(), seed)
+        .await
+        .map_err(|e| {
+            Failure::Usage(match &args.seed {
+                Some(path) => format!("seed file {}: {e}", path.display()),
+                None => format!("built-in demo data: {e}"),
+            })
+        })?;
 
     let try_url = summary.try_url(&issuer);
     if args.seed.is_some() {
@@ -300,7 +309,7 @@ async fn run(args: Args) -> Result<(), Failure> {
 async fn with_database(
     builder: fhirgate::EngineBuilder,
     url: &str,
-) -> Result<fhirgate::EngineBuilder, Failure> {
+) -> Result<(fhirgate::EngineBuilder, Arc<dyn DirectoryAdmin>), Failure> {
     let store = fhirgate::PgStore::connect(url)
         .await
         .map_err(|e| Failure::Runtime(format!("--database-url: {e}")))?;
@@ -309,14 +318,14 @@ async fn with_database(
         .await
         .map_err(|e| Failure::Runtime(format!("--database-url: migrating failed: {e}")))?;
     tracing::info!("using PostgreSQL");
-    Ok(builder.store(store))
+    Ok((builder.store(store.clone()), Arc::new(store)))
 }
 
 #[cfg(not(feature = "postgres"))]
 async fn with_database(
     _builder: fhirgate::EngineBuilder,
     _url: &str,
-) -> Result<fhirgate::EngineBuilder, Failure> {
+) -> Result<(fhirgate::EngineBuilder, Arc<dyn DirectoryAdmin>), Failure> {
     Err(Failure::Usage(
         "--database-url needs the postgres feature: cargo run --features axum,postgres --example server"
             .to_owned(),
@@ -866,8 +875,11 @@ fn base32_decode(text: &str) -> Option<Vec<u8>> {
 }
 
 /// Checks the seed and stores it. Every refusal names the entry it is about.
-async fn load_seed(engine: &Engine, seed: Seed) -> Result<Summary, String> {
-    let directory = engine.directory();
+async fn load_seed(
+    engine: &Engine,
+    directory: &dyn DirectoryAdmin,
+    seed: Seed,
+) -> Result<Summary, String> {
     let mut summary = Summary::default();
 
     let mut projects = HashSet::new();

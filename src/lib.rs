@@ -37,7 +37,7 @@
 //! use fhirgate::login::{Passed, Method, ProfileChoice};
 //! use fhirgate::model::*;
 //! use fhirgate::oauth::{Form, TokenRequest};
-//! use fhirgate::store::Directory;
+//! use fhirgate::store::{Directory, DirectoryAdmin};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -16,7 +16,7 @@ use fhirgate::login::{Authorized, Consent, Profile, ProfileChoice, SecondFactor}
 use fhirgate::model::{
     AccessPolicy, AccessPolicyId, IpAccessRule, IpAction, MembershipId, StageTag,
 };
-use fhirgate::store::{CodeRedemption, Directory, LoginStore};
+use fhirgate::store::{CodeRedemption, Directory, DirectoryAdmin, LoginStore, redeem_code};
 use fhirgate::{CredentialError, LoginError, PolicyError, RequestError};
 
 fn text<T: std::fmt::Debug>(r: Result<T, LoginError>) -> String {
@@ -476,8 +476,7 @@ async fn authorization_code_replay_is_detected_and_expiry_is_sixty_seconds() {
     let (_, code) = login.grant(None).await.unwrap();
     f.clock.advance(time::Duration::seconds(60));
     assert_eq!(
-        f.store
-            .consume_code(&code.hash(), f.engine.now())
+        redeem_code(&f.store, &code.hash(), f.engine.now())
             .await
             .unwrap(),
         CodeRedemption::Expired
@@ -487,15 +486,13 @@ async fn authorization_code_replay_is_detected_and_expiry_is_sixty_seconds() {
     let (_, code) = login.grant(None).await.unwrap();
     f.clock.advance(time::Duration::seconds(59));
     assert!(matches!(
-        f.store
-            .consume_code(&code.hash(), f.engine.now())
+        redeem_code(&f.store, &code.hash(), f.engine.now())
             .await
             .unwrap(),
         CodeRedemption::Redeemed(_)
     ));
     assert!(matches!(
-        f.store
-            .consume_code(&code.hash(), f.engine.now())
+        redeem_code(&f.store, &code.hash(), f.engine.now())
             .await
             .unwrap(),
         CodeRedemption::Replayed(_)

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use common::*;
 use fhirgate::login::{Profile, SecondFactor};
 use fhirgate::model::MembershipId;
-use fhirgate::store::{CodeRedemption, LoginStore, OnceKey, OnceStore};
+use fhirgate::store::{CodeRedemption, LoginStore, OnceKey, OnceKind, OnceStore};
 use fhirgate::{LoginError, RequestError};
 
 const TASKS: usize = 64;
@@ -31,7 +31,7 @@ async fn sixty_four_redemptions_of_one_code_yield_exactly_one() {
         let (store, barrier, hash) = (store.clone(), barrier.clone(), code.hash());
         tasks.push(tokio::spawn(async move {
             barrier.wait().await;
-            store.consume_code(&hash, now).await.unwrap()
+            CodeRedemption::classify(store.consume_code(&hash, now).await.unwrap(), &hash, now)
         }));
     }
     let mut redeemed = 0;
@@ -120,16 +120,16 @@ async fn once_store_primitives_hold_under_contention() {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
             let claim = store
-                .claim_once(&OnceKey::new("jti", "x"), later, now)
+                .claim_once(&OnceKey::new(OnceKind::ClientAssertionJti, "x"), later, now)
                 .await
                 .unwrap();
             let above = store
-                .claim_above(&OnceKey::new("step", "u"), 7, later, now)
+                .claim_above(&OnceKey::new(OnceKind::TotpStep, "u"), 7, later, now)
                 .await
                 .unwrap();
             let attempt = store
                 .take_attempt(
-                    &OnceKey::new("cap", "u"),
+                    &OnceKey::new(OnceKind::MfaUser, "u"),
                     10,
                     time::Duration::minutes(1),
                     now,

@@ -29,7 +29,7 @@ use fhirgate::model::{
     ClientApplication, ClientId, DomainConfiguration, IdentityProvider, ProjectId, TotpState,
 };
 use fhirgate::oauth::{ACCESS_TOKEN_TYPE, TOKEN_EXCHANGE};
-use fhirgate::store::Directory;
+use fhirgate::store::{Directory, DirectoryAdmin};
 use fhirgate::transport::{ReqwestOptions, ReqwestTransport};
 use fhirgate::{LoginError, pkce};
 use serde_json::{Value, json};

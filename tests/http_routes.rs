@@ -390,7 +390,7 @@ async fn auth_method_and_client_info() {
         })
         .await
         .unwrap();
-    use fhirgate::store::Directory;
+    use fhirgate::store::DirectoryAdmin;
     let app = app(&f);
     let reply = post_json(
         &app,
@@ -424,7 +424,7 @@ async fn auth_method_and_client_info() {
 async fn me_revoke_and_account_mfa_with_a_bearer_token() {
     let f = Fixture::new().await;
     // The `app` client is the project's own application here: its tokens manage the account.
-    use fhirgate::store::Directory;
+    use fhirgate::store::{Directory, DirectoryAdmin};
     let mut own = f.store.client(&"app".into()).await.unwrap().unwrap();
     own.first_party = true;
     f.store.put_client(&own).await.unwrap();
@@ -817,7 +817,7 @@ async fn login_handles_rotate_at_every_stage_change() {
 
 /// A token for alice through `client` (registered with `first_party`).
 async fn alice_token_through(f: &Fixture, app: &Router, first_party: bool) -> String {
-    use fhirgate::store::Directory;
+    use fhirgate::store::{Directory, DirectoryAdmin};
     let mut client = f.store.client(&"app".into()).await.unwrap().unwrap();
     client.first_party = first_party;
     f.store.put_client(&client).await.unwrap();

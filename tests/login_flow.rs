@@ -12,7 +12,7 @@ use common::*;
 use fhirgate::audit::AuditKind;
 use fhirgate::login::{Consent, Method, Passed, Profile, ProfileChoice, SecondFactor};
 use fhirgate::model::{Amr, AuthMethod, MembershipId, StageTag, TotpState};
-use fhirgate::store::{CodeRedemption, Directory, LoginStore};
+use fhirgate::store::{CodeRedemption, Directory, DirectoryAdmin, LoginStore, redeem_code};
 use fhirgate::{LoginRequest, pkce};
 
 #[tokio::test]
@@ -56,9 +56,7 @@ async fn password_login_with_one_membership_ends_with_a_bound_code() {
         VERIFIER
     ));
 
-    match f
-        .store
-        .consume_code(&code.hash(), f.engine.now())
+    match redeem_code(&f.store, &code.hash(), f.engine.now())
         .await
         .unwrap()
     {
@@ -96,8 +94,7 @@ async fn totp_user_passes_the_second_factor_then_picks_a_profile() {
     );
     let (_, code) = login.grant(None).await.unwrap();
     assert!(matches!(
-        f.store
-            .consume_code(&code.hash(), f.engine.now())
+        redeem_code(&f.store, &code.hash(), f.engine.now())
             .await
             .unwrap(),
         CodeRedemption::Redeemed(_)
@@ -239,9 +236,7 @@ async fn consent_narrows_and_a_later_narrowing_narrows_the_same_code() {
         .await
         .unwrap();
     assert!(again.narrow("openid user/Observation.rs").await.is_err());
-    match f
-        .store
-        .consume_code(&first.hash(), f.engine.now())
+    match redeem_code(&f.store, &first.hash(), f.engine.now())
         .await
         .unwrap()
     {

@@ -174,7 +174,7 @@ async fn backend_client(
     default_scope: Option<&str>,
 ) {
     use fhirgate::model::*;
-    use fhirgate::store::Directory;
+    use fhirgate::store::DirectoryAdmin;
     let mut client = ClientApplication::new(ClientId::new(id), ProjectId::new("p1"));
     client.auth_method = method;
     client.secret = Some(ClientSecretHash::of(CLIENT_SECRET));
@@ -415,7 +415,7 @@ async fn enrolment_answers_carry_a_qr_code_of_the_enrolment_uri() {
 #[tokio::test]
 async fn profile_choices_carry_display_names_access_policy_and_read_only_marker() {
     use fhirgate::model::*;
-    use fhirgate::store::Directory;
+    use fhirgate::store::{Directory, DirectoryAdmin};
     let f = Fixture::new().await;
     let mut policy = AccessPolicy::full_access(AccessPolicyId::new("read-only"));
     policy.name = Some("Read-only".into());

@@ -55,9 +55,10 @@ async fn pair_with(config: Config) -> Option<Pair> {
     let clock = Arc::new(ManualClock::at_unix(START));
     let a = engine(&db, config.clone(), &keys, &clock).await;
     let b = engine(&db, config, &keys, &clock).await;
+    let admin = db.store_with(db.options()).await;
     Seeder {
         engine: &a,
-        dir: a.directory(),
+        dir: &admin,
     }
     .seed()
     .await;

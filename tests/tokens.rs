@@ -14,7 +14,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::*;
 use fhirgate::model::{ClientStatus, MembershipId};
 use fhirgate::oauth::{Form, OAuthResponse, TokenRequest};
-use fhirgate::store::{Directory, LoginStore};
+use fhirgate::store::{Directory, DirectoryAdmin, LoginStore};
 use fhirgate::token::{Subject, VerifyError};
 use serde_json::Value;
 use sha2::{Digest, Sha256};

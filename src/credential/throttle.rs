@@ -28,7 +28,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::config::ThrottleConfig;
 use crate::secret::SecretHash;
-use crate::store::{OnceKey, OnceStore, StoreError, take_attempts};
+use crate::store::{OnceKey, OnceKind, OnceStore, StoreError, take_attempts};
 
 /// How long an account's failures are remembered since the last one (the back-off memory).
 const FAILURE_MEMORY: Duration = Duration::hours(24);
@@ -48,10 +48,13 @@ impl PasswordAttempt {
         let account = SecretHash::of(email.as_bytes()).to_base64();
         let source = source.map(|a| a.to_string()).unwrap_or_default();
         Self {
-            address: OnceKey::new("password-address", &source),
-            account_source: OnceKey::new("password-account-source", &format!("{account}|{source}")),
-            slot: OnceKey::new("password-slot", &format!("{account}|{source}")),
-            failures: OnceKey::new("password-failures", &account),
+            address: OnceKey::new(OnceKind::PasswordAddress, &source),
+            account_source: OnceKey::new(
+                OnceKind::PasswordAccountSource,
+                &format!("{account}|{source}"),
+            ),
+            slot: OnceKey::new(OnceKind::PasswordSlot, &format!("{account}|{source}")),
+            failures: OnceKey::new(OnceKind::PasswordFailures, &account),
         }
     }
 

@@ -8,12 +8,12 @@
 //!    own handle (256 random bits, stored hashed, single-use), a `nonce`, and a PKCE S256
 //!    challenge whose verifier never leaves the server
 //!    ([`Login::method`](crate::login::Login::method)).
-//! 2. [`Engine::external_callback`] resumes that login by its `state` — the state is spent
+//! 2. [`Engine::external_callback`](crate::Engine::external_callback) resumes that login by its `state` — the state is spent
 //!    from then on, whatever happens — checks that the browser holds the login's binding
 //!    cookie (set where the sign-in started), checks RFC 9207's `iss`, exchanges the code at the
 //!    provider with the verifier and our client credentials, and validates the ID token:
 //!    signature against the provider's JWKS (fetched through the
-//!    [`Transport`](crate::transport::Transport), cached, refetched once on an unknown
+//!    [`Transport`], cached, refetched once on an unknown
 //!    `kid`), asymmetric algorithms only, `iss`, `aud` (and `azp`), `exp`, `iat`, `nonce`.
 //!    A provider without ID tokens is asked its UserInfo.
 //! 3. The identity is mapped to an account: by subject to a membership's external id when

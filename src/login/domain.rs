@@ -464,7 +464,7 @@ async fn external(
     let throttle = &engine.config().throttle;
     if let Some(limit) = throttle.external_starts_per_address {
         let key = crate::store::OnceKey::new(
-            "external-start-address",
+            crate::store::OnceKind::ExternalStartAddress,
             &params
                 .remote_address
                 .map(|a| a.to_string())

@@ -52,7 +52,7 @@ use crate::jose::{
 };
 use crate::model::{ClientApplication, ClientAuthMethod, ClientId, ClientStatus};
 use crate::secret::{BearerSecret, SecretHash};
-use crate::store::{Directory, OnceKey, OnceStore};
+use crate::store::{Directory, OnceKey, OnceKind, OnceStore};
 use crate::transport::{Transport, TransportError};
 
 /// The only `client_assertion_type` accepted (RFC 7523 §2.2).
@@ -82,8 +82,6 @@ const MAX_AUTHORIZATION_BYTES: usize = 8 * 1024;
 const MAX_JTI_CHARS: usize = 256;
 /// The one description for every failure that must not reveal whether the client exists.
 const INVALID_CLIENT: &str = "Invalid client";
-/// The `OnceKey` kind under which assertion `jti`s are claimed.
-const JTI_KIND: &str = "client-assertion-jti";
 
 /// Standard base64 that accepts the padding or its absence (RFC 7617 clients differ).
 const BASIC_BASE64: GeneralPurpose = GeneralPurpose::new(
@@ -627,7 +625,10 @@ impl ClientAuthenticator {
                 .saturating_add(1),
         )
         .map_err(|_| fail("client assertion exp is out of range"))?;
-        let key = OnceKey::new(JTI_KIND, &format!("{}:{jti}", escape_client_id(iss)));
+        let key = OnceKey::new(
+            OnceKind::ClientAssertionJti,
+            &format!("{}:{jti}", escape_client_id(iss)),
+        );
         let first = self
             .once
             .claim_once(&key, claim_until, self.clock.now())

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use time::{Duration, OffsetDateTime};
 
 use super::{
-    Attempt, CodeRedemption, Directory, LoginStore, OnceKey, OnceStore, RefreshRotation, StoreError,
+    Attempt, Directory, DirectoryAdmin, LoginStore, OnceKey, OnceStore, Presented, StoreError,
 };
 use crate::model::{
     AccessPolicy, AccessPolicyId, ClientApplication, ClientId, DomainConfiguration, LaunchId,
@@ -258,6 +258,29 @@ impl Directory for MemoryStore {
             .collect())
     }
 
+    async fn project(&self, id: &ProjectId) -> Result<Option<Project>, StoreError> {
+        Ok(self.dir().projects.get(id).cloned())
+    }
+
+    async fn client(&self, id: &ClientId) -> Result<Option<ClientApplication>, StoreError> {
+        Ok(self.dir().clients.get(id).cloned())
+    }
+
+    async fn domain(&self, domain: &str) -> Result<Option<DomainConfiguration>, StoreError> {
+        Ok(self.dir().domains.get(&domain.to_lowercase()).cloned())
+    }
+
+    async fn access_policy(&self, id: &AccessPolicyId) -> Result<Option<AccessPolicy>, StoreError> {
+        Ok(self.dir().policies.get(id).cloned())
+    }
+
+    async fn launch(&self, id: &LaunchId) -> Result<Option<SmartLaunch>, StoreError> {
+        Ok(self.dir().launches.get(id).cloned())
+    }
+}
+
+#[async_trait]
+impl DirectoryAdmin for MemoryStore {
     async fn put_membership(&self, membership: &ProjectMembership) -> Result<(), StoreError> {
         let mut dir = self.dir_mut();
         if let Some(old) = dir.memberships.get(&membership.id).map(|m| m.user.clone())
@@ -274,19 +297,11 @@ impl Directory for MemoryStore {
         Ok(())
     }
 
-    async fn project(&self, id: &ProjectId) -> Result<Option<Project>, StoreError> {
-        Ok(self.dir().projects.get(id).cloned())
-    }
-
     async fn put_project(&self, project: &Project) -> Result<(), StoreError> {
         self.dir_mut()
             .projects
             .insert(project.id.clone(), project.clone());
         Ok(())
-    }
-
-    async fn client(&self, id: &ClientId) -> Result<Option<ClientApplication>, StoreError> {
-        Ok(self.dir().clients.get(id).cloned())
     }
 
     async fn put_client(&self, client: &ClientApplication) -> Result<(), StoreError> {
@@ -296,10 +311,6 @@ impl Directory for MemoryStore {
         Ok(())
     }
 
-    async fn domain(&self, domain: &str) -> Result<Option<DomainConfiguration>, StoreError> {
-        Ok(self.dir().domains.get(&domain.to_lowercase()).cloned())
-    }
-
     async fn put_domain(&self, domain: &DomainConfiguration) -> Result<(), StoreError> {
         let mut config = domain.clone();
         config.domain = config.domain.to_lowercase();
@@ -307,19 +318,11 @@ impl Directory for MemoryStore {
         Ok(())
     }
 
-    async fn access_policy(&self, id: &AccessPolicyId) -> Result<Option<AccessPolicy>, StoreError> {
-        Ok(self.dir().policies.get(id).cloned())
-    }
-
     async fn put_access_policy(&self, policy: &AccessPolicy) -> Result<(), StoreError> {
         self.dir_mut()
             .policies
             .insert(policy.id.clone(), policy.clone());
         Ok(())
-    }
-
-    async fn launch(&self, id: &LaunchId) -> Result<Option<SmartLaunch>, StoreError> {
-        Ok(self.dir().launches.get(id).cloned())
     }
 
     async fn put_launch(&self, launch: &SmartLaunch) -> Result<(), StoreError> {
@@ -427,30 +430,30 @@ impl LoginStore for MemoryStore {
         &self,
         code: &SecretHash,
         now: OffsetDateTime,
-    ) -> Result<CodeRedemption, StoreError> {
+    ) -> Result<Presented, StoreError> {
         let mut data = self.logins();
         let Some(id) = data.by_hash.get(code).cloned() else {
-            return Ok(CodeRedemption::Unknown);
+            return Ok(Presented::NotFound);
         };
         let Some(record) = data.logins.get_mut(&id) else {
-            return Ok(CodeRedemption::Unknown);
+            return Ok(Presented::NotFound);
         };
-        let Some(state) = record.code.as_mut() else {
-            return Ok(CodeRedemption::Unknown);
+        let redeemable = !record.revoked
+            && record.stage == StageTag::Authorized
+            && record
+                .code
+                .as_ref()
+                .is_some_and(|c| c.hash.ct_eq(code) && !c.redeemed && now < c.expires_at);
+        let Some(state) = record.code.as_mut().filter(|_| redeemable) else {
+            return Ok(Presented::Unchanged {
+                record: record.clone(),
+                retired: false,
+            });
         };
-        if !state.hash.ct_eq(code) || record.revoked {
-            return Ok(CodeRedemption::Unknown);
-        }
-        if state.redeemed {
-            return Ok(CodeRedemption::Replayed(record.clone()));
-        }
-        if now >= state.expires_at || record.stage != StageTag::Authorized {
-            return Ok(CodeRedemption::Expired);
-        }
         state.redeemed = true;
         record.stage = StageTag::Granted;
         record.version = record.version.saturating_add(1);
-        Ok(CodeRedemption::Redeemed(record.clone()))
+        Ok(Presented::Changed(record.clone()))
     }
 
     async fn rotate_refresh(
@@ -459,7 +462,7 @@ impl LoginStore for MemoryStore {
         next: &SecretHash,
         client: Option<&ClientId>,
         now: OffsetDateTime,
-    ) -> Result<RefreshRotation, StoreError> {
+    ) -> Result<Presented, StoreError> {
         let mut data = self.logins();
         if data.by_hash.contains_key(next) || data.retired.contains_key(next) {
             return Err(StoreError::Conflict("secret hash exists".to_owned()));
@@ -467,26 +470,24 @@ impl LoginStore for MemoryStore {
         let (id, retired) = match (data.by_hash.get(presented), data.retired.get(presented)) {
             (Some(id), _) => (id.clone(), false),
             (None, Some(id)) => (id.clone(), true),
-            (None, None) => return Ok(RefreshRotation::Unknown),
+            (None, None) => return Ok(Presented::NotFound),
         };
         let Some(record) = data.logins.get_mut(&id) else {
-            return Ok(RefreshRotation::Unknown);
+            return Ok(Presented::NotFound);
         };
-        let Some(family) = record.refresh.as_mut() else {
-            return Ok(RefreshRotation::Unknown);
+        let rotatable = !retired
+            && !record.revoked
+            && record.params.client.as_ref() == client
+            && record
+                .refresh
+                .as_ref()
+                .is_some_and(|f| f.current.ct_eq(presented) && now < f.expires_at);
+        let Some(family) = record.refresh.as_mut().filter(|_| rotatable) else {
+            return Ok(Presented::Unchanged {
+                record: record.clone(),
+                retired,
+            });
         };
-        if record.revoked || record.params.client.as_ref() != client {
-            return Ok(RefreshRotation::Unknown);
-        }
-        if retired {
-            return Ok(RefreshRotation::Reused(record.clone()));
-        }
-        if !family.current.ct_eq(presented) {
-            return Ok(RefreshRotation::Unknown);
-        }
-        if now >= family.expires_at {
-            return Ok(RefreshRotation::Expired);
-        }
         let old = family.current;
         family.current = *next;
         record.version = record.version.saturating_add(1);
@@ -494,7 +495,7 @@ impl LoginStore for MemoryStore {
         data.by_hash.remove(&old);
         data.retired.insert(old, id.clone());
         data.by_hash.insert(*next, id);
-        Ok(RefreshRotation::Rotated(updated))
+        Ok(Presented::Changed(updated))
     }
 
     async fn login_by_refresh(

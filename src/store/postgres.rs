@@ -64,12 +64,12 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 use super::{
-    Attempt, CodeRedemption, Directory, LoginStore, OnceKey, OnceStore, RefreshRotation, StoreError,
+    Attempt, Directory, DirectoryAdmin, LoginStore, OnceKey, OnceStore, Presented, StoreError,
 };
 use crate::model::{
     AccessPolicy, AccessPolicyId, ClientApplication, ClientId, DomainConfiguration, LaunchId,
-    LoginId, LoginRecord, MembershipId, Project, ProjectId, ProjectMembership, SmartLaunch,
-    StageTag, User, UserId,
+    LoginId, LoginRecord, MembershipId, Project, ProjectId, ProjectMembership, SmartLaunch, User,
+    UserId,
 };
 use crate::secret::SecretHash;
 
@@ -644,6 +644,64 @@ impl Directory for PgStore {
         .await
     }
 
+    async fn project(&self, id: &ProjectId) -> Result<Option<Project>, StoreError> {
+        if unstorable(id.as_str()) {
+            return Ok(None);
+        }
+        self.record(
+            "SELECT record::text FROM fhirgate_projects WHERE id = $1",
+            &[&id.as_str()],
+        )
+        .await
+    }
+
+    async fn client(&self, id: &ClientId) -> Result<Option<ClientApplication>, StoreError> {
+        if unstorable(id.as_str()) {
+            return Ok(None);
+        }
+        self.record(
+            "SELECT record::text FROM fhirgate_clients WHERE id = $1",
+            &[&id.as_str()],
+        )
+        .await
+    }
+
+    async fn domain(&self, domain: &str) -> Result<Option<DomainConfiguration>, StoreError> {
+        if unstorable(domain) {
+            return Ok(None);
+        }
+        self.record(
+            "SELECT record::text FROM fhirgate_domains WHERE domain = $1",
+            &[&domain.to_lowercase()],
+        )
+        .await
+    }
+
+    async fn access_policy(&self, id: &AccessPolicyId) -> Result<Option<AccessPolicy>, StoreError> {
+        if unstorable(id.as_str()) {
+            return Ok(None);
+        }
+        self.record(
+            "SELECT record::text FROM fhirgate_access_policies WHERE id = $1",
+            &[&id.as_str()],
+        )
+        .await
+    }
+
+    async fn launch(&self, id: &LaunchId) -> Result<Option<SmartLaunch>, StoreError> {
+        if unstorable(id.as_str()) {
+            return Ok(None);
+        }
+        self.record(
+            "SELECT record::text FROM fhirgate_launches WHERE id = $1",
+            &[&id.as_str()],
+        )
+        .await
+    }
+}
+
+#[async_trait]
+impl DirectoryAdmin for PgStore {
     async fn put_membership(&self, membership: &ProjectMembership) -> Result<(), StoreError> {
         let record = to_json(membership)?;
         self.execute(
@@ -662,17 +720,6 @@ impl Directory for PgStore {
         Ok(())
     }
 
-    async fn project(&self, id: &ProjectId) -> Result<Option<Project>, StoreError> {
-        if unstorable(id.as_str()) {
-            return Ok(None);
-        }
-        self.record(
-            "SELECT record::text FROM fhirgate_projects WHERE id = $1",
-            &[&id.as_str()],
-        )
-        .await
-    }
-
     async fn put_project(&self, project: &Project) -> Result<(), StoreError> {
         let record = to_json(project)?;
         self.execute(
@@ -682,17 +729,6 @@ impl Directory for PgStore {
         )
         .await?;
         Ok(())
-    }
-
-    async fn client(&self, id: &ClientId) -> Result<Option<ClientApplication>, StoreError> {
-        if unstorable(id.as_str()) {
-            return Ok(None);
-        }
-        self.record(
-            "SELECT record::text FROM fhirgate_clients WHERE id = $1",
-            &[&id.as_str()],
-        )
-        .await
     }
 
     async fn put_client(&self, client: &ClientApplication) -> Result<(), StoreError> {
@@ -705,17 +741,6 @@ impl Directory for PgStore {
         )
         .await?;
         Ok(())
-    }
-
-    async fn domain(&self, domain: &str) -> Result<Option<DomainConfiguration>, StoreError> {
-        if unstorable(domain) {
-            return Ok(None);
-        }
-        self.record(
-            "SELECT record::text FROM fhirgate_domains WHERE domain = $1",
-            &[&domain.to_lowercase()],
-        )
-        .await
     }
 
     async fn put_domain(&self, domain: &DomainConfiguration) -> Result<(), StoreError> {
@@ -731,17 +756,6 @@ impl Directory for PgStore {
         Ok(())
     }
 
-    async fn access_policy(&self, id: &AccessPolicyId) -> Result<Option<AccessPolicy>, StoreError> {
-        if unstorable(id.as_str()) {
-            return Ok(None);
-        }
-        self.record(
-            "SELECT record::text FROM fhirgate_access_policies WHERE id = $1",
-            &[&id.as_str()],
-        )
-        .await
-    }
-
     async fn put_access_policy(&self, policy: &AccessPolicy) -> Result<(), StoreError> {
         let record = to_json(policy)?;
         self.execute(
@@ -751,17 +765,6 @@ impl Directory for PgStore {
         )
         .await?;
         Ok(())
-    }
-
-    async fn launch(&self, id: &LaunchId) -> Result<Option<SmartLaunch>, StoreError> {
-        if unstorable(id.as_str()) {
-            return Ok(None);
-        }
-        self.record(
-            "SELECT record::text FROM fhirgate_launches WHERE id = $1",
-            &[&id.as_str()],
-        )
-        .await
     }
 
     async fn put_launch(&self, launch: &SmartLaunch) -> Result<(), StoreError> {
@@ -962,31 +965,21 @@ impl LoginStore for PgStore {
         &self,
         code: &SecretHash,
         now: OffsetDateTime,
-    ) -> Result<CodeRedemption, StoreError> {
+    ) -> Result<Presented, StoreError> {
         let redeemed: Option<LoginRecord> = self
             .record(CONSUME_CODE, &[&hash_param(code), &pg_time(now)])
             .await?;
         if let Some(record) = redeemed {
-            return Ok(CodeRedemption::Redeemed(record));
+            return Ok(Presented::Changed(record));
         }
-        // Nothing was redeemed. Read the login only to say why; this never grants.
-        let Some(record) = self.login_by_any_hash(code).await? else {
-            return Ok(CodeRedemption::Unknown);
-        };
-        let Some(state) = record.code.as_ref() else {
-            return Ok(CodeRedemption::Unknown);
-        };
-        if !state.hash.ct_eq(code) || record.revoked {
-            return Ok(CodeRedemption::Unknown);
-        }
-        if state.redeemed {
-            return Ok(CodeRedemption::Replayed(record));
-        }
-        if now >= state.expires_at || record.stage != StageTag::Authorized {
-            return Ok(CodeRedemption::Expired);
-        }
-        // Redeemable now, but not when the UPDATE ran (the login changed in between).
-        Ok(CodeRedemption::Unknown)
+        // Nothing was redeemed: the login holding the code, as it is now, says why.
+        Ok(match self.login_by_any_hash(code).await? {
+            Some(record) => Presented::Unchanged {
+                record,
+                retired: false,
+            },
+            None => Presented::NotFound,
+        })
     }
 
     async fn rotate_refresh(
@@ -995,7 +988,7 @@ impl LoginStore for PgStore {
         next: &SecretHash,
         client: Option<&ClientId>,
         now: OffsetDateTime,
-    ) -> Result<RefreshRotation, StoreError> {
+    ) -> Result<Presented, StoreError> {
         let client_id = client.map(ClientId::as_str);
         let rotated: Option<LoginRecord> = self
             .record(
@@ -1010,14 +1003,14 @@ impl LoginStore for PgStore {
             )
             .await?;
         if let Some(record) = rotated {
-            return Ok(RefreshRotation::Rotated(record));
+            return Ok(Presented::Changed(record));
         }
         // Nothing was rotated. Read only to say why; this never rotates.
         let Some(row) = self
             .query_opt(ROTATE_REFUSAL, &[&hash_param(presented), &hash_param(next)])
             .await?
         else {
-            return Ok(RefreshRotation::Unknown);
+            return Ok(Presented::NotFound);
         };
         let next_taken: bool = column(&row, 0)?;
         if next_taken {
@@ -1026,7 +1019,7 @@ impl LoginStore for PgStore {
         let text: Option<String> = column(&row, 1)?;
         let retired: bool = column(&row, 2)?;
         let Some(text) = text else {
-            return Ok(RefreshRotation::Unknown);
+            return Ok(Presented::NotFound);
         };
         let record: LoginRecord = serde_json::from_str(&text).map_err(|e| {
             StoreError::Corrupt(format!(
@@ -1036,23 +1029,7 @@ impl LoginStore for PgStore {
                 e.column()
             ))
         })?;
-        let Some(family) = record.refresh.as_ref() else {
-            return Ok(RefreshRotation::Unknown);
-        };
-        if record.revoked || record.params.client.as_ref() != client {
-            return Ok(RefreshRotation::Unknown);
-        }
-        if retired {
-            return Ok(RefreshRotation::Reused(record));
-        }
-        if !family.current.ct_eq(presented) {
-            return Ok(RefreshRotation::Unknown);
-        }
-        if now >= family.expires_at {
-            return Ok(RefreshRotation::Expired);
-        }
-        // Rotatable now, but not when the UPDATE ran (the login changed in between).
-        Ok(RefreshRotation::Unknown)
+        Ok(Presented::Unchanged { record, retired })
     }
 
     async fn login_by_refresh(
@@ -1256,6 +1233,7 @@ impl OnceStore for PgStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::StageTag;
 
     #[test]
     fn migrations_are_ordered_and_embedded() {

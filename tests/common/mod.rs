@@ -26,7 +26,7 @@ use fhirgate::credential::totp;
 use fhirgate::login::{Method, Passed};
 use fhirgate::model::*;
 use fhirgate::random::OsRandom;
-use fhirgate::store::Directory;
+use fhirgate::store::DirectoryAdmin;
 use fhirgate::{Config, Engine, Login, LoginRequest, MemoryStore};
 
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -284,7 +284,7 @@ impl Fixture {
 /// Seeds any directory with the fixture's accounts and clients (hashing with `engine`).
 pub struct Seeder<'a> {
     pub engine: &'a Engine,
-    pub dir: &'a dyn Directory,
+    pub dir: &'a dyn DirectoryAdmin,
 }
 
 impl Seeder<'_> {

@@ -17,7 +17,7 @@ use crate::audit::{AuditKind, SecondFactorFailure};
 use crate::engine::{AuditContext, Engine};
 use crate::error::{CredentialError, LoginError, RequestError};
 use crate::model::{LoginId, TotpSecret, TotpState, User, UserId};
-use crate::store::{OnceKey, take_attempts};
+use crate::store::{OnceKey, OnceKind, take_attempts};
 
 /// TOTP step length in seconds (RFC 6238 default).
 const STEP_SECONDS: i64 = 30;
@@ -93,14 +93,14 @@ pub(crate) async fn check_totp(
     let config = &engine.config().totp;
     let once = engine.once_store();
     let now = engine.now();
-    let login_key = login.map(|id| OnceKey::new("mfa-login", id.as_str()));
-    let user_key = OnceKey::new("mfa-user", user.as_str());
+    let login_key = login.map(|id| OnceKey::new(OnceKind::MfaLogin, id.as_str()));
+    let user_key = OnceKey::new(OnceKind::MfaUser, user.as_str());
     let mut caps = vec![(user_key.clone(), config.attempts_per_user)];
     if let Some(key) = &login_key {
         caps.insert(0, (key.clone(), config.attempts_per_login));
     }
     let daily = [(
-        OnceKey::new("mfa-user-day", user.as_str()),
+        OnceKey::new(OnceKind::MfaUserDay, user.as_str()),
         config.attempts_per_user_per_day,
     )];
     let limited = match take_attempts(once, &caps, config.attempts_window, now).await? {
@@ -138,7 +138,7 @@ pub(crate) async fn check_totp(
     let keep_until = OffsetDateTime::from_unix_timestamp(last_valid)
         .unwrap_or(now)
         .max(now + time::Duration::seconds(STEP_SECONDS));
-    let step_key = OnceKey::new("totp-step", user.as_str());
+    let step_key = OnceKey::new(OnceKind::TotpStep, user.as_str());
     if !once.claim_above(&step_key, step, keep_until, now).await? {
         engine.audit(
             AuditKind::SecondFactorRejected {

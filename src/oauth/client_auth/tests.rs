@@ -11,7 +11,7 @@ use super::*;
 use crate::clock::{ManualClock, SystemClock};
 use crate::model::{ClientSecretHash, ProjectId};
 use crate::oauth::ErrorCode;
-use crate::store::MemoryStore;
+use crate::store::{DirectoryAdmin, MemoryStore};
 use crate::transport::{HttpMethod, HttpRequest, HttpResponse};
 
 // ---------------------------------------------------------------------------------------

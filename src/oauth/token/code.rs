@@ -10,7 +10,7 @@ use crate::oauth::{Form, OAuthError};
 use crate::pkce;
 use crate::scope::{Scope, ScopeSet};
 use crate::secret::{BearerSecret, SecretHash};
-use crate::store::CodeRedemption;
+use crate::store::{CodeRedemption, redeem_code};
 
 impl Engine {
     pub(super) async fn authorization_code(
@@ -25,9 +25,7 @@ impl Engine {
             return Err(OAuthError::invalid_grant("Invalid code"));
         }
         let now = self.now();
-        let record = match self
-            .login_store()
-            .consume_code(&SecretHash::of_presented(code), now)
+        let record = match redeem_code(self.login_store(), &SecretHash::of_presented(code), now)
             .await
             .map_err(server)?
         {

@@ -10,7 +10,7 @@ use crate::login::Login;
 use crate::model::{ClientApplication, LoginParams};
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::scope::ScopeSet;
-use crate::store::CodeRedemption;
+use crate::store::{CodeRedemption, redeem_code};
 
 impl Engine {
     /// RFC 8693 token exchange (also Medplum's `/auth/exchange`): an access token from the
@@ -137,9 +137,7 @@ impl Engine {
         let login = login.choose(&chosen).await.map_err(external)?;
         let (_, code) = login.grant_without_session().await.map_err(external)?;
         let now = self.now();
-        let record = match self
-            .login_store()
-            .consume_code(&code.hash(), now)
+        let record = match redeem_code(self.login_store(), &code.hash(), now)
             .await
             .map_err(server)?
         {

@@ -9,7 +9,7 @@ use crate::oauth::client_auth::AuthenticatedClient;
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::scope::ScopeSet;
 use crate::secret::{BearerSecret, SecretHash};
-use crate::store::RefreshRotation;
+use crate::store::{RefreshRotation, rotate_refresh_token};
 
 impl Engine {
     pub(super) async fn refresh_token(
@@ -79,11 +79,15 @@ impl Engine {
         }
 
         let next = BearerSecret::generate(self.random()).map_err(server)?;
-        let record = match self
-            .login_store()
-            .rotate_refresh(&hash, &next.hash(), client_id.as_ref(), self.now())
-            .await
-            .map_err(server)?
+        let record = match rotate_refresh_token(
+            self.login_store(),
+            &hash,
+            &next.hash(),
+            client_id.as_ref(),
+            self.now(),
+        )
+        .await
+        .map_err(server)?
         {
             RefreshRotation::Rotated(record) => record,
             RefreshRotation::Reused(record) => {
