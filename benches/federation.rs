@@ -184,10 +184,12 @@ struct Setup {
 async fn setup(algorithm: Algorithm) -> Setup {
     let store = MemoryStore::new();
     let provider = Arc::new(Provider::new(algorithm));
-    let config = Config {
-        throttle: fhirgate::config::ThrottleConfig::off(),
-        external_callback_url: Some(Url::parse("https://auth.example.org/auth/external").unwrap()),
-        ..Config::default()
+    let config = {
+        let mut config = Config::default();
+        config.throttle = fhirgate::config::ThrottleConfig::off();
+        config.external_callback_url =
+            Some(Url::parse("https://auth.example.org/auth/external").unwrap());
+        config
     };
     let engine = Engine::builder()
         .store(store.clone())

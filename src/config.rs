@@ -4,13 +4,14 @@
 use time::Duration;
 use url::Url;
 
-use crate::credential::password::{Argon2Config, PasswordPolicy};
+use crate::credential::password::{Argon2Config, PasswordPolicy, PolicyConfigError};
 
 /// The longest an authorization code may live (RFC 9700 / ASVS L3 / SMART: about a minute).
 pub const MAX_CODE_LIFETIME: Duration = Duration::seconds(60);
 
 /// Everything the engine can be tuned with. `Config::default()` is a secure starting point.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Config {
     /// How long a login may take from the password to the authorization code (default 15 min).
     pub login_lifetime: Duration,
@@ -55,21 +56,16 @@ impl Config {
     /// Checks the configuration for values that would weaken security or cannot work.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.code_lifetime <= Duration::ZERO || self.code_lifetime > MAX_CODE_LIFETIME {
-            return Err(ConfigError(
-                "code_lifetime must be between 1 and 60 seconds".to_owned(),
-            ));
+            return Err(setting("code_lifetime", "must be between 1 and 60 seconds"));
         }
         if self.login_lifetime < Duration::minutes(1) || self.login_lifetime > Duration::hours(24) {
-            return Err(ConfigError(
-                "login_lifetime must be between 1 minute and 24 hours".to_owned(),
+            return Err(setting(
+                "login_lifetime",
+                "must be between 1 minute and 24 hours",
             ));
         }
-        self.password_policy
-            .validate()
-            .map_err(|e| ConfigError(e.to_string()))?;
-        self.argon2
-            .validate()
-            .map_err(|e| ConfigError(e.to_string()))?;
+        self.password_policy.validate()?;
+        self.argon2.validate()?;
         self.totp.validate()?;
         self.throttle.validate()?;
         self.oauth.validate()?;
@@ -79,6 +75,7 @@ impl Config {
 
 /// The authorization server's identity, endpoints and token lifetimes.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct OAuthConfig {
     /// The issuer identifier (`iss` of every token, and the base of the endpoint URLs). Must
     /// be an `https` URL, except for loopback addresses during development, with no query or
@@ -156,8 +153,10 @@ impl OAuthConfig {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        let issuer = Url::parse(&self.issuer)
-            .map_err(|e| ConfigError(format!("oauth.issuer is not a URL: {e}")))?;
+        let issuer = Url::parse(&self.issuer).map_err(|error| ConfigError::NotAUrl {
+            setting: "oauth.issuer",
+            error,
+        })?;
         let loopback = match issuer.host() {
             Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
             Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
@@ -165,39 +164,36 @@ impl OAuthConfig {
             None => false,
         };
         if issuer.scheme() != "https" && !(issuer.scheme() == "http" && loopback) {
-            return Err(ConfigError(
-                "oauth.issuer must be https (http only on a loopback address)".to_owned(),
+            return Err(setting(
+                "oauth.issuer",
+                "must be https (http only on a loopback address)",
             ));
         }
         if issuer.query().is_some() || issuer.fragment().is_some() {
-            return Err(ConfigError(
-                "oauth.issuer must not have a query or fragment".to_owned(),
-            ));
+            return Err(setting("oauth.issuer", "must not have a query or fragment"));
         }
         for (name, d) in [
-            ("access_token_lifetime", self.access_token_lifetime),
-            ("id_token_lifetime", self.id_token_lifetime),
-            ("refresh_lifetime", self.refresh_lifetime),
-            ("sso_lifetime", self.sso_lifetime),
-            ("jwks_cache_ttl", self.jwks_cache_ttl),
+            ("oauth.access_token_lifetime", self.access_token_lifetime),
+            ("oauth.id_token_lifetime", self.id_token_lifetime),
+            ("oauth.refresh_lifetime", self.refresh_lifetime),
+            ("oauth.sso_lifetime", self.sso_lifetime),
+            ("oauth.jwks_cache_ttl", self.jwks_cache_ttl),
         ] {
             if d <= Duration::ZERO {
-                return Err(ConfigError(format!("oauth.{name} must be positive")));
+                return Err(setting(name, "must be positive"));
             }
         }
         if let Some(bound) = self.verify_cache
             && (bound <= Duration::ZERO || bound > MAX_VERIFY_CACHE)
         {
-            return Err(ConfigError(format!(
-                "oauth.verify_cache must be positive and at most {} seconds (it bounds how \
-                 long a revoked grant's tokens keep working)",
-                MAX_VERIFY_CACHE.whole_seconds()
-            )));
+            return Err(setting(
+                "oauth.verify_cache",
+                "must be positive and at most 900 seconds (MAX_VERIFY_CACHE: it bounds how long \
+                 a revoked grant's tokens keep working)",
+            ));
         }
         if self.leeway < Duration::ZERO || self.leeway > Duration::minutes(5) {
-            return Err(ConfigError(
-                "oauth.leeway must be between 0 and 5 minutes".to_owned(),
-            ));
+            return Err(setting("oauth.leeway", "must be between 0 and 5 minutes"));
         }
         Ok(())
     }
@@ -205,6 +201,7 @@ impl OAuthConfig {
 
 /// TOTP (RFC 6238: SHA-1, 6 digits, 30-second steps) settings.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct TotpConfig {
     /// Steps of clock skew accepted on each side: 1 (RFC 6238's recommendation) or 0.
     pub skew: u8,
@@ -237,25 +234,25 @@ impl Default for TotpConfig {
 impl TotpConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         if self.skew > 1 {
-            return Err(ConfigError("totp.skew must be 0 or 1".to_owned()));
+            return Err(setting("totp.skew", "must be 0 or 1"));
         }
         if self.issuer.is_empty() || self.issuer.contains(':') {
-            return Err(ConfigError(
-                "totp.issuer must be non-empty and contain no ':'".to_owned(),
+            return Err(setting(
+                "totp.issuer",
+                "must be non-empty and contain no ':'",
             ));
         }
         if self.attempts_per_login == 0
             || self.attempts_per_user == 0
             || self.attempts_per_user_per_day == 0
         {
-            return Err(ConfigError(
-                "totp attempt limits must be at least 1".to_owned(),
+            return Err(setting(
+                "totp.attempts_per_login, attempts_per_user and attempts_per_user_per_day",
+                "must be at least 1",
             ));
         }
         if self.attempts_window <= Duration::ZERO {
-            return Err(ConfigError(
-                "totp.attempts_window must be positive".to_owned(),
-            ));
+            return Err(setting("totp.attempts_window", "must be positive"));
         }
         Ok(())
     }
@@ -270,6 +267,7 @@ impl TotpConfig {
 /// never the owner's first attempt from an address of their own; and one address may try 160
 /// passwords a minute across all accounts (Medplum's auth rate limit).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ThrottleConfig {
     /// Password attempts per account and client address per [`window`](Self::window)
     /// (default 10).
@@ -327,14 +325,22 @@ impl ThrottleConfig {
             || self.attempts_per_address == Some(0)
             || self.external_starts_per_address == Some(0)
         {
-            return Err(ConfigError("throttle limits must be at least 1".to_owned()));
+            return Err(setting(
+                "throttle.attempts_per_account_source, attempts_per_address and \
+                 external_starts_per_address",
+                "must be at least 1",
+            ));
         }
         if self.window <= Duration::ZERO || self.address_window <= Duration::ZERO {
-            return Err(ConfigError("throttle windows must be positive".to_owned()));
+            return Err(setting(
+                "throttle.window and address_window",
+                "must be positive",
+            ));
         }
         if self.backoff_base <= Duration::ZERO || self.backoff_max < self.backoff_base {
-            return Err(ConfigError(
-                "throttle.backoff_base must be positive and at most backoff_max".to_owned(),
+            return Err(setting(
+                "throttle.backoff_base",
+                "must be positive and at most backoff_max",
             ));
         }
         Ok(())
@@ -343,14 +349,42 @@ impl ThrottleConfig {
 
 /// A configuration that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid configuration: {0}")]
-pub struct ConfigError(pub String);
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A setting has a value outside what it allows.
+    #[error("invalid configuration: {setting} {requirement}")]
+    Setting {
+        /// The setting, as a path in [`Config`] (`oauth.leeway`).
+        setting: &'static str,
+        /// What it must be.
+        requirement: &'static str,
+    },
+    /// A URL the engine derives or is given does not parse.
+    #[error("invalid configuration: {setting} is not a URL: {error}")]
+    NotAUrl {
+        /// The setting or the derived URL.
+        setting: &'static str,
+        /// Why it does not parse.
+        error: url::ParseError,
+    },
+    /// The password policy or the argon2 parameters cannot be used.
+    #[error(transparent)]
+    Credentials(#[from] PolicyConfigError),
+}
+
+fn setting(setting: &'static str, requirement: &'static str) -> ConfigError {
+    ConfigError::Setting {
+        setting,
+        requirement,
+    }
+}
 
 /// The longest staleness bound [`OAuthConfig::verify_cache`] accepts.
 pub const MAX_VERIFY_CACHE: Duration = Duration::minutes(15);
 
 /// Google sign-in settings.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct GoogleConfig {
     /// The OAuth client ids (of Google Cloud projects) whose ID tokens are accepted. Empty:
     /// Google sign-in is off.
@@ -375,5 +409,13 @@ impl Default for GoogleConfig {
             ],
             create_users: false,
         }
+    }
+}
+
+#[cfg(test)]
+mod verify_cache_text {
+    #[test]
+    fn the_refusal_names_the_bound_in_force() {
+        assert_eq!(super::MAX_VERIFY_CACHE.whole_seconds(), 900);
     }
 }

@@ -16,7 +16,7 @@ use crate::credential::password::{Argon2Hasher, PasswordHasher};
 use crate::oauth::ClientAuthenticator;
 use crate::random::{OsRandom, SecureRandom};
 use crate::store::{Directory, LoginStore, MemoryStore, OnceStore, StoreError};
-use crate::token::keys::{KeySet, SigningAlgorithm, SigningKey};
+use crate::token::keys::{KeyError, KeySet, SigningAlgorithm, SigningKey};
 use crate::token::{KeyRing, Keys, Verifier};
 use crate::transport::{NoTransport, Transport};
 
@@ -279,17 +279,14 @@ impl EngineBuilder {
 
     /// Validates the configuration and builds the engine. Installs the JOSE crypto provider
     /// (see [`crate::crypto`]).
-    pub fn build(self) -> Result<Engine, ConfigError> {
+    pub fn build(self) -> Result<Engine, BuildError> {
         crate::crypto::install_provider();
         let config = self.config.unwrap_or_default();
         config.validate()?;
         let random: Arc<dyn SecureRandom> = self.random.unwrap_or_else(|| Arc::new(OsRandom));
         let hasher: Arc<dyn PasswordHasher> = match self.hasher {
             Some(hasher) => hasher,
-            None => Arc::new(
-                Argon2Hasher::new(config.argon2.clone(), random.clone())
-                    .map_err(|e| ConfigError(e.to_string()))?,
-            ),
+            None => Arc::new(Argon2Hasher::new(config.argon2.clone(), random.clone())?),
         };
         let default_store = MemoryStore::new();
         let directory = self
@@ -303,7 +300,7 @@ impl EngineBuilder {
             Some(keys) => keys,
             None => KeySet::new(
                 SigningKey::generate(SigningAlgorithm::Es256, random.as_ref())
-                    .map_err(|e| ConfigError(format!("cannot generate a signing key: {e}")))?,
+                    .map_err(BuildError::SigningKey)?,
             ),
         };
         let clock: Arc<dyn Clock> = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
@@ -314,11 +311,11 @@ impl EngineBuilder {
             once.clone(),
             transport.clone(),
             clock.clone(),
-            parse_url(&config.oauth.issuer_id())?,
-            parse_url(&config.oauth.endpoint("oauth2/token"))?,
+            parse_url("oauth.issuer", &config.oauth.issuer_id())?,
+            parse_url("the token endpoint", &config.oauth.endpoint("oauth2/token"))?,
             jwks.clone(),
         );
-        let sign_in = parse_url(&config.oauth.sign_in_url())?;
+        let sign_in = parse_url("oauth.sign_in_url", &config.oauth.sign_in_url())?;
         let keys = KeyRing::new(keys);
         let verifier = Verifier::new(
             &config.oauth,
@@ -348,8 +345,26 @@ impl EngineBuilder {
     }
 }
 
-fn parse_url(text: &str) -> Result<url::Url, ConfigError> {
-    url::Url::parse(text).map_err(|e| ConfigError(format!("{text} is not a URL: {e}")))
+/// Why [`EngineBuilder::build`] refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The configuration cannot be used.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// No signing key was configured and none could be generated.
+    #[error("cannot generate a signing key: {0}")]
+    SigningKey(KeyError),
+}
+
+impl From<crate::credential::password::PolicyConfigError> for BuildError {
+    fn from(e: crate::credential::password::PolicyConfigError) -> Self {
+        BuildError::Config(e.into())
+    }
+}
+
+fn parse_url(setting: &'static str, text: &str) -> Result<url::Url, ConfigError> {
+    url::Url::parse(text).map_err(|error| ConfigError::NotAUrl { setting, error })
 }
 
 impl fmt::Debug for EngineBuilder {

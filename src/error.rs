@@ -16,8 +16,9 @@ use crate::scope::ScopeError;
 use crate::store::StoreError;
 use crate::transport::TransportError;
 
-/// Who is at fault for a refusal; decides the HTTP status class at the edge.
+/// Who is at fault for a refusal; alone decides the HTTP status at the edge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Fault {
     /// The request was malformed, out of order, or named something that does not exist (400).
     Request,
@@ -27,12 +28,20 @@ pub enum Fault {
     Policy,
     /// Too many attempts; retry later (429).
     Throttled,
-    /// The server failed: store, randomness, hashing pool (500 / 503).
+    /// A dependency of this server is unavailable or saturated for now — the store cannot be
+    /// reached, every password-hashing worker is busy — and the same request may succeed
+    /// shortly (503).
+    Unavailable,
+    /// An upstream service this request relies on failed: an identity provider could not be
+    /// reached or answered with an error (502).
+    Upstream,
+    /// The server failed: corrupt data, randomness, configuration (500).
     Server,
 }
 
 /// Every refusal of a login step.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LoginError {
     /// The caller's request is at fault.
     #[error(transparent)]
@@ -65,7 +74,7 @@ impl LoginError {
             LoginError::Credentials(_) => Fault::Credentials,
             LoginError::Policy(_) => Fault::Policy,
             LoginError::Throttled { .. } => Fault::Throttled,
-            LoginError::Server(_) => Fault::Server,
+            LoginError::Server(e) => e.fault(),
             LoginError::External(e) => e.fault(),
         }
     }
@@ -114,6 +123,7 @@ impl From<ScopeError> for LoginError {
 
 /// The request is malformed, out of order, or names something unknown.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RequestError {
     /// Missing or malformed email address.
     #[error("Valid email address is required")]
@@ -278,6 +288,7 @@ impl RequestError {
 
 /// The user did not prove who they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CredentialError {
     /// Unknown email, wrong password, password-less account or no eligible membership: one
     /// answer at one cost, so none of them can be told apart.
@@ -293,6 +304,7 @@ pub enum CredentialError {
 
 /// Identity is proven but a policy refuses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PolicyError {
     /// The chosen membership is inactive.
     #[error("Profile not active")]
@@ -318,6 +330,7 @@ pub enum PolicyError {
 
 /// The server failed; nothing the caller did.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ServerError {
     /// A store operation failed.
     #[error(transparent)]
@@ -332,8 +345,20 @@ pub enum ServerError {
     #[error(transparent)]
     Totp(TotpError),
     /// The engine is not configured for this operation.
-    #[error("configuration: {0}")]
-    Config(String),
+    #[error(transparent)]
+    Config(crate::config::ConfigError),
+}
+
+impl ServerError {
+    /// [`Fault::Unavailable`] for a store that cannot be reached and a saturated hashing
+    /// pool; [`Fault::Server`] for everything else.
+    pub fn fault(&self) -> Fault {
+        match self {
+            ServerError::Store(StoreError::Unavailable(_))
+            | ServerError::Hashing(HashError::Busy) => Fault::Unavailable,
+            _ => Fault::Server,
+        }
+    }
 }
 
 impl From<TotpError> for LoginError {
@@ -344,6 +369,7 @@ impl From<TotpError> for LoginError {
 
 /// Why a login through an external identity provider was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ExternalError {
     /// The callback carries no `state`.
     #[error("Missing state")]
@@ -410,7 +436,37 @@ pub enum ExternalError {
     NoProvider,
     /// The engine is not configured for this provider.
     #[error("identity provider configuration: {0}")]
-    NotConfigured(String),
+    NotConfigured(ProviderSetup),
+}
+
+/// What is missing from an identity provider's configuration (a server-side fault).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProviderSetup {
+    /// The provider the login was sent to has been removed from its client or domain.
+    #[error("the identity provider is no longer configured")]
+    Removed,
+    /// `external_callback_url` is not set.
+    #[error("external_callback_url is not configured")]
+    NoCallbackUrl,
+    /// `google.jwks_uri` is not a URL.
+    #[error("google.jwks_uri is not a URL")]
+    GoogleJwksUri,
+    /// ID tokens arrived, and the provider has no `issuer` or `jwks_uri` to check them with.
+    #[error("validating ID tokens needs the provider's issuer and jwks_uri")]
+    NoIssuerOrJwks,
+    /// The provider matches accounts by subject but has no `issuer`.
+    #[error("a provider matching by subject needs its issuer")]
+    SubjectWithoutIssuer,
+    /// The provider matches accounts by subject, and the login names no project.
+    #[error("a provider matching by subject needs a login bound to a project")]
+    SubjectWithoutProject,
+    /// An opaque token needs introspection and the provider has no endpoint for it.
+    #[error("the provider has no introspection endpoint")]
+    NoIntrospection,
+    /// The provider has no UserInfo endpoint.
+    #[error("the provider has no UserInfo endpoint")]
+    NoUserInfo,
 }
 
 impl ExternalError {
@@ -434,9 +490,8 @@ impl ExternalError {
             | ExternalError::DomainMismatch
             | ExternalError::UnknownIdentity
             | ExternalError::InactiveSubjectToken => Fault::Credentials,
-            ExternalError::ProviderError(_)
-            | ExternalError::Unreachable(_)
-            | ExternalError::NotConfigured(_) => Fault::Server,
+            ExternalError::ProviderError(_) | ExternalError::Unreachable(_) => Fault::Upstream,
+            ExternalError::NotConfigured(_) => Fault::Server,
         }
     }
 }

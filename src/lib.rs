@@ -139,7 +139,7 @@ pub mod token;
 pub mod transport;
 
 pub use config::Config;
-pub use engine::{Engine, EngineBuilder};
+pub use engine::{BuildError, Engine, EngineBuilder};
 pub use error::{CredentialError, Fault, LoginError, PolicyError, RequestError, ServerError};
 pub use login::{AuthorizationCode, Login, LoginHandle, LoginRequest};
 pub use store::MemoryStore;

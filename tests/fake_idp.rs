@@ -928,9 +928,10 @@ async fn reqwest_transport_against_the_fake() {
     assert!(body["id_token"].is_string());
 
     idp.set_token_behaviour(TokenBehaviour::Delay(Duration::from_secs(5)));
-    let impatient = ReqwestTransport::new(ReqwestOptions {
-        timeout: Duration::from_millis(200),
-        ..ReqwestOptions::default()
+    let impatient = ReqwestTransport::new({
+        let mut options = ReqwestOptions::default();
+        options.timeout = Duration::from_millis(200);
+        options
     })
     .unwrap();
     assert_eq!(impatient.send(request).await, Err(TransportError::Timeout));

@@ -1074,9 +1074,10 @@ async fn provider_error_responses_are_refused_with_medplum_text() {
 
 #[tokio::test]
 async fn a_provider_that_does_not_answer_in_time_is_unreachable() {
-    let transport = ReqwestOptions {
-        timeout: Duration::from_millis(500),
-        ..ReqwestOptions::default()
+    let transport = {
+        let mut options = ReqwestOptions::default();
+        options.timeout = Duration::from_millis(500);
+        options
     };
     let fed = Fed::with(FakeIdpOptions::default(), transport, |_| {}).await;
     fed.idp

@@ -27,13 +27,11 @@ struct Reply {
 }
 
 fn app(f: &Fixture) -> Router {
-    router_with(
-        f.engine.clone(),
-        HttpConfig {
-            cors_origins: vec!["https://app.example.org".into()],
-            ..HttpConfig::default()
-        },
-    )
+    router_with(f.engine.clone(), {
+        let mut config = HttpConfig::default();
+        config.cors_origins = vec!["https://app.example.org".into()];
+        config
+    })
 }
 
 async fn send(app: &Router, request: Request<Body>) -> Reply {

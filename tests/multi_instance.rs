@@ -22,7 +22,7 @@ use fhirgate::clock::ManualClock;
 use fhirgate::error::ServerError;
 use fhirgate::login::{ProfileChoice, SecondFactor};
 use fhirgate::oauth::{Form, OAuthResponse, TokenRequest};
-use fhirgate::store::{PgOptions, StoreError};
+use fhirgate::store::StoreError;
 use fhirgate::token::{KeySet, SigningAlgorithm, SigningKey};
 use fhirgate::{Config, Engine, LoginError, PgStore};
 
@@ -339,13 +339,11 @@ async fn the_database_going_away_mid_flow_is_a_typed_error_and_the_next_request_
     assert!(p.b.login_stage(&handle).await.is_err());
 
     // A statement timeout: a row lock held elsewhere makes the update wait past it.
-    let short = PgStore::connect_with(
-        &p.db.store_url(),
-        PgOptions {
-            statement_timeout: Some(std::time::Duration::from_millis(300)),
-            ..p.db.options()
-        },
-    )
+    let short = PgStore::connect_with(&p.db.store_url(), {
+        let mut options = p.db.options();
+        options.statement_timeout = Some(std::time::Duration::from_millis(300));
+        options
+    })
     .await
     .unwrap();
     let engine = Engine::builder()

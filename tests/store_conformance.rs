@@ -205,9 +205,10 @@ mod faults {
             return;
         };
         let store = db
-            .store_with(PgOptions {
-                statement_timeout: Some(StdDuration::from_millis(300)),
-                ..db.options()
+            .store_with({
+                let mut options = db.options();
+                options.statement_timeout = Some(StdDuration::from_millis(300));
+                options
             })
             .await;
         store.migrate().await.unwrap();
@@ -348,13 +349,11 @@ mod faults {
     #[tokio::test]
     async fn an_unreachable_database_is_unavailable() {
         // Port 1 on loopback: nothing listens there.
-        let result = PgStore::connect_with(
-            "postgres://postgres@127.0.0.1:1/postgres",
-            PgOptions {
-                connect_timeout: StdDuration::from_secs(2),
-                ..PgOptions::default()
-            },
-        )
+        let result = PgStore::connect_with("postgres://postgres@127.0.0.1:1/postgres", {
+            let mut options = PgOptions::default();
+            options.connect_timeout = StdDuration::from_secs(2);
+            options
+        })
         .await;
         assert!(is_unavailable(&result), "{result:?}");
         let invalid = PgStore::connect("postgres://[bad").await;

@@ -57,6 +57,7 @@ const DUMMY_SALT: &[u8; SALT_LEN] = b"fhirgate-dummy!!";
 /// truncated, case-folded or space-collapsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
+#[non_exhaustive]
 pub struct PasswordPolicy {
     /// Fewest code points a new password may have. Default 8; never below 8.
     pub min_chars: usize,
@@ -82,24 +83,22 @@ impl PasswordPolicy {
     /// Checks the policy itself: `min_chars >= 8`, `max_chars >= 128`, `max_chars >= min_chars`.
     pub fn validate(&self) -> Result<(), PolicyConfigError> {
         if self.min_chars < Self::MIN_CHARS_FLOOR {
-            return Err(PolicyConfigError(format!(
-                "password min_chars is {}, but must be at least {}",
-                self.min_chars,
-                Self::MIN_CHARS_FLOOR
-            )));
+            return Err(PolicyConfigError::MinCharsTooLow {
+                found: self.min_chars,
+                floor: Self::MIN_CHARS_FLOOR,
+            });
         }
         if self.max_chars < Self::MAX_CHARS_FLOOR {
-            return Err(PolicyConfigError(format!(
-                "password max_chars is {}, but must be at least {}",
-                self.max_chars,
-                Self::MAX_CHARS_FLOOR
-            )));
+            return Err(PolicyConfigError::MaxCharsTooLow {
+                found: self.max_chars,
+                floor: Self::MAX_CHARS_FLOOR,
+            });
         }
         if self.max_chars < self.min_chars {
-            return Err(PolicyConfigError(format!(
-                "password max_chars ({}) is below min_chars ({})",
-                self.max_chars, self.min_chars
-            )));
+            return Err(PolicyConfigError::MaxBelowMin {
+                max: self.max_chars,
+                min: self.min_chars,
+            });
         }
         Ok(())
     }
@@ -177,6 +176,7 @@ impl fmt::Debug for Password {
 
 /// Why a password was refused by a [`PasswordPolicy`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PasswordPolicyError {
     /// No password was given (sign-in).
     #[error("Invalid password")]
@@ -197,8 +197,76 @@ pub enum PasswordPolicyError {
 
 /// A credential setting (password policy or argon2 parameters) is invalid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid credential configuration: {0}")]
-pub struct PolicyConfigError(pub String);
+#[non_exhaustive]
+pub enum PolicyConfigError {
+    /// `min_chars` is below [`PasswordPolicy::MIN_CHARS_FLOOR`].
+    #[error(
+        "invalid credential configuration: password min_chars is {found}, but must be at least {floor}"
+    )]
+    MinCharsTooLow {
+        /// The configured value.
+        found: usize,
+        /// The floor.
+        floor: usize,
+    },
+    /// `max_chars` is below [`PasswordPolicy::MAX_CHARS_FLOOR`].
+    #[error(
+        "invalid credential configuration: password max_chars is {found}, but must be at least {floor}"
+    )]
+    MaxCharsTooLow {
+        /// The configured value.
+        found: usize,
+        /// The floor.
+        floor: usize,
+    },
+    /// `max_chars` is below `min_chars`.
+    #[error(
+        "invalid credential configuration: password max_chars ({max}) is below min_chars ({min})"
+    )]
+    MaxBelowMin {
+        /// `max_chars`.
+        max: usize,
+        /// `min_chars`.
+        min: usize,
+    },
+    /// argon2 refuses `m_kib`, `t` and `p` together.
+    #[error(
+        "invalid credential configuration: argon2 parameters m={m_kib}, t={t}, p={p} are invalid: {reason}"
+    )]
+    Argon2Params {
+        /// Memory cost.
+        m_kib: u32,
+        /// Iterations.
+        t: u32,
+        /// Lanes.
+        p: u32,
+        /// argon2's reason.
+        reason: argon2::Error,
+    },
+    /// A cost parameter is above its cap for stored hashes.
+    #[error(
+        "invalid credential configuration: argon2 {name} ({value}) is above {cap_name} ({cap})"
+    )]
+    AboveCap {
+        /// The parameter.
+        name: &'static str,
+        /// Its value.
+        value: u32,
+        /// The cap's name.
+        cap_name: &'static str,
+        /// The cap.
+        cap: u32,
+    },
+    /// `max_concurrent` or `max_queued` is zero.
+    #[error("invalid credential configuration: argon2 {0} must be at least 1")]
+    EmptyPool(&'static str),
+    /// argon2 cannot hash with parameters it accepted.
+    #[error("invalid credential configuration: argon2 cannot hash with these parameters: {0}")]
+    Argon2Hash(argon2::password_hash::Error),
+    /// The hashing threads could not be started.
+    #[error("invalid credential configuration: cannot start password hashing threads ({0:?})")]
+    Threads(std::io::ErrorKind),
+}
 
 /// Argon2id cost parameters for new hashes, caps for verifying stored ones, and the size of
 /// the hashing pool.
@@ -207,6 +275,7 @@ pub struct PolicyConfigError(pub String);
 /// 17 ms and 19 MiB per hash on one core of this project's machines).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
+#[non_exhaustive]
 pub struct Argon2Config {
     /// Memory cost of new hashes, in KiB. Default 19456.
     pub m_kib: u32,
@@ -254,32 +323,34 @@ impl Argon2Config {
 
     /// The validated argon2 parameters for new hashes.
     fn params(&self) -> Result<Params, PolicyConfigError> {
-        let params = Params::new(self.m_kib, self.t, self.p, Some(OUTPUT_LEN)).map_err(|e| {
-            PolicyConfigError(format!(
-                "argon2 parameters m={}, t={}, p={} are invalid: {e}",
-                self.m_kib, self.t, self.p
-            ))
-        })?;
+        let params =
+            Params::new(self.m_kib, self.t, self.p, Some(OUTPUT_LEN)).map_err(|reason| {
+                PolicyConfigError::Argon2Params {
+                    m_kib: self.m_kib,
+                    t: self.t,
+                    p: self.p,
+                    reason,
+                }
+            })?;
         for (name, value, cap_name, cap) in [
             ("m_kib", self.m_kib, "max_m_kib", self.max_m_kib),
             ("t", self.t, "max_t", self.max_t),
             ("p", self.p, "max_p", self.max_p),
         ] {
             if value > cap {
-                return Err(PolicyConfigError(format!(
-                    "argon2 {name} ({value}) is above {cap_name} ({cap})"
-                )));
+                return Err(PolicyConfigError::AboveCap {
+                    name,
+                    value,
+                    cap_name,
+                    cap,
+                });
             }
         }
         if self.max_concurrent == 0 {
-            return Err(PolicyConfigError(
-                "argon2 max_concurrent must be at least 1".to_owned(),
-            ));
+            return Err(PolicyConfigError::EmptyPool("max_concurrent"));
         }
         if self.max_queued == 0 {
-            return Err(PolicyConfigError(
-                "argon2 max_queued must be at least 1".to_owned(),
-            ));
+            return Err(PolicyConfigError::EmptyPool("max_queued"));
         }
         Ok(params)
     }
@@ -336,6 +407,7 @@ pub enum StoredHashProblem {
 
 /// Hashing could not be done.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum HashError {
     /// Every worker is busy and the queue is full; the caller should answer "try later"
     /// (HTTP 503 or 429).
@@ -410,13 +482,9 @@ impl Argon2Hasher {
         let params = config.params()?;
         let dummy = new_argon2id(&params)
             .hash_password_with_salt(DUMMY_PASSWORD, DUMMY_SALT)
-            .map_err(|e| {
-                PolicyConfigError(format!("argon2 cannot hash with these parameters: {e}"))
-            })?;
+            .map_err(PolicyConfigError::Argon2Hash)?;
         let pool = WorkerPool::start("fhirgate-argon2", config.max_concurrent, config.max_queued)
-            .map_err(|e| {
-            PolicyConfigError(format!("cannot start password hashing threads: {e}"))
-        })?;
+            .map_err(|e| PolicyConfigError::Threads(e.kind()))?;
         Ok(Self {
             config,
             params,

@@ -215,10 +215,20 @@ where
         match engine.verifier().verify(token).await {
             Ok(principal) => Ok(Authenticated(principal)),
             Err(error) => {
-                let status = match &error {
-                    crate::token::VerifyError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
-                    _ => StatusCode::UNAUTHORIZED,
+                let status = match error.fault() {
+                    // RFC 6750 §3.1: a bad bearer token is a 401 with a challenge.
+                    crate::error::Fault::Credentials => StatusCode::UNAUTHORIZED,
+                    fault => super::error::status_of(fault),
                 };
+                if status != StatusCode::UNAUTHORIZED {
+                    tracing::warn!(%error, "bearer token could not be checked");
+                    let text = if status == StatusCode::SERVICE_UNAVAILABLE {
+                        super::error::UNAVAILABLE_TEXT
+                    } else {
+                        "Internal server error"
+                    };
+                    return Err(OperationOutcome::with_status(status, text).into_response());
+                }
                 let mut response =
                     OperationOutcome::with_status(status, "Unauthorized").into_response();
                 if let Ok(value) = HeaderValue::from_str(&error.challenge()) {

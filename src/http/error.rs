@@ -5,9 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::credential::password::HashError;
-use crate::error::{Fault, LoginError, ServerError};
-use crate::idp::ExternalError;
+use crate::error::{Fault, LoginError};
 
 /// A FHIR OperationOutcome with one issue, as Medplum answers `/auth/*`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,39 +84,43 @@ impl IntoResponse for OperationOutcome {
     }
 }
 
+/// The text of a 503: the same request may succeed shortly.
+pub(crate) const UNAVAILABLE_TEXT: &str = "Too many requests in progress; try again shortly";
+
+/// The HTTP status of a refusal, by whose fault it is — and nothing else. Medplum answers
+/// refused credentials and policies with 400 and the text; its clients show the text.
+pub(crate) fn status_of(fault: Fault) -> StatusCode {
+    match fault {
+        Fault::Request | Fault::Credentials | Fault::Policy => StatusCode::BAD_REQUEST,
+        Fault::Throttled => StatusCode::TOO_MANY_REQUESTS,
+        Fault::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Fault::Upstream => StatusCode::BAD_GATEWAY,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
 impl From<LoginError> for OperationOutcome {
     fn from(error: LoginError) -> Self {
-        let status = match error.fault() {
-            // Medplum answers refused credentials and policies with 400 and the text; its
-            // clients show the text.
-            Fault::Request | Fault::Credentials | Fault::Policy => StatusCode::BAD_REQUEST,
-            Fault::Throttled => StatusCode::TOO_MANY_REQUESTS,
-            Fault::Server => match &error {
-                LoginError::Server(ServerError::Hashing(HashError::Busy)) => {
-                    StatusCode::SERVICE_UNAVAILABLE
-                }
-                LoginError::External(
-                    ExternalError::ProviderError(_) | ExternalError::Unreachable(_),
-                ) => StatusCode::BAD_GATEWAY,
-                _ => StatusCode::INTERNAL_SERVER_ERROR,
-            },
-        };
-        let text = match error.fault() {
+        let fault = error.fault();
+        let status = status_of(fault);
+        let text = match fault {
             // The provider failed: say so (the text names no secret), and log the detail.
-            Fault::Server if status == StatusCode::BAD_GATEWAY => {
+            Fault::Upstream => {
                 tracing::warn!(error = ?error, "identity provider failure");
                 error.to_string()
             }
             // Server failures are logged, not shown in detail.
-            Fault::Server => {
-                tracing::error!(error = %error, "server failure in an /auth request");
-                if status == StatusCode::SERVICE_UNAVAILABLE {
-                    "Too many requests in progress; try again shortly".to_owned()
-                } else {
-                    "Internal server error".to_owned()
-                }
+            Fault::Unavailable => {
+                tracing::warn!(error = %error, "a dependency is unavailable in an /auth request");
+                UNAVAILABLE_TEXT.to_owned()
             }
-            _ => error.to_string(),
+            Fault::Request | Fault::Credentials | Fault::Policy | Fault::Throttled => {
+                error.to_string()
+            }
+            _ => {
+                tracing::error!(error = %error, "server failure in an /auth request");
+                "Internal server error".to_owned()
+            }
         };
         Self {
             status,

@@ -18,7 +18,7 @@ use super::steps::{
     sso_cookie,
 };
 use crate::engine::Engine;
-use crate::error::{LoginError, ServerError};
+use crate::error::LoginError;
 use crate::idp::ExternalCallback;
 use crate::login::GoogleSignIn;
 use crate::login::{HandOff, Passed, ProfileChoice};
@@ -133,11 +133,7 @@ pub(crate) async fn callback(
         })
         .await?;
     let sign_in = |handoff: HandOff| -> Result<Response, OperationOutcome> {
-        let mut url = Url::parse(&engine.config().oauth.sign_in_url()).map_err(|e| {
-            LoginError::from(ServerError::Config(format!(
-                "the sign-in URL is not a URL: {e}"
-            )))
-        })?;
+        let mut url = engine.sign_in_url().clone();
         url.query_pairs_mut().append_pair("login", handoff.expose());
         Ok(redirect(&url))
     };

@@ -39,6 +39,7 @@ pub use steps::READ_ONLY_EXTENSION;
 
 /// How the routes behave at the edge.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct HttpConfig {
     /// Largest accepted request body (default 64 KiB).
     pub body_limit: usize,

@@ -14,6 +14,7 @@ use url::Url;
 
 use super::edge::header_text;
 use super::{HttpConfig, OperationOutcome};
+use crate::config::ConfigError;
 use crate::engine::Engine;
 use crate::error::{LoginError, ServerError};
 use crate::login::{
@@ -265,9 +266,10 @@ pub(super) fn start_url(engine: &Engine, domain: Option<&str>) -> Result<Url, Op
         .external_callback_url
         .clone()
         .ok_or_else(|| {
-            LoginError::from(ServerError::Config(
-                "a domain has an identity provider but external_callback_url is not set".to_owned(),
-            ))
+            LoginError::from(ServerError::Config(ConfigError::Setting {
+                setting: "external_callback_url",
+                requirement: "must be set when a domain has an identity provider",
+            }))
         })?;
     let path = format!("{}/start", url.path().trim_end_matches('/'));
     url.set_path(&path);

@@ -6,7 +6,7 @@
 
 use url::Url;
 
-use super::{Expected, ExternalError, ExternalIdentity, identity_of};
+use super::{Expected, ExternalError, ExternalIdentity, ProviderSetup, identity_of};
 pub use crate::config::GoogleConfig;
 use crate::error::LoginError;
 use crate::model::{LoginParams, User, UserId};
@@ -25,7 +25,7 @@ impl super::Federation<'_> {
             return Err(ExternalError::UnknownGoogleClient.into());
         }
         let jwks_uri = Url::parse(&google.jwks_uri)
-            .map_err(|_| ExternalError::NotConfigured("google.jwks_uri is not a URL".to_owned()))?;
+            .map_err(|_| ExternalError::NotConfigured(ProviderSetup::GoogleJwksUri))?;
         let issuers: Vec<&str> = google.issuers.iter().map(String::as_str).collect();
         let claims = self
             .verify_provider_jwt(

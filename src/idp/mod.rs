@@ -33,7 +33,7 @@ use std::fmt;
 use serde_json::Value;
 
 pub use crate::jose::jwks::REFETCH_INTERVAL;
-pub use error::ExternalError;
+pub use error::{ExternalError, ProviderSetup};
 pub use google::GoogleConfig;
 pub(crate) use tokens::{Expected, identity_of};
 
@@ -187,9 +187,7 @@ impl Federation<'_> {
                 .await?
                 .and_then(|d| d.identity_provider),
         };
-        Ok(provider.ok_or_else(|| {
-            ExternalError::NotConfigured("the identity provider is no longer configured".to_owned())
-        })?)
+        Ok(provider.ok_or(ExternalError::NotConfigured(ProviderSetup::Removed))?)
     }
 
     /// The provider checks of a callback for the login waiting in `record`: the provider's
@@ -227,9 +225,11 @@ impl Federation<'_> {
             }
             _ => {}
         }
-        let redirect_uri = self.config().external_callback_url.clone().ok_or_else(|| {
-            ExternalError::NotConfigured("external_callback_url is not configured".to_owned())
-        })?;
+        let redirect_uri = self
+            .config()
+            .external_callback_url
+            .clone()
+            .ok_or(ExternalError::NotConfigured(ProviderSetup::NoCallbackUrl))?;
         let tokens = self
             .provider_code_exchange(
                 &provider,
@@ -263,10 +263,7 @@ impl Federation<'_> {
         let issuer = provider.issuer.as_deref();
         if let Some(id_token) = tokens.get("id_token").and_then(Value::as_str) {
             let (Some(issuer), Some(jwks_uri)) = (issuer, &provider.jwks_uri) else {
-                return Err(ExternalError::NotConfigured(
-                    "validating ID tokens needs the provider's issuer and jwks_uri".to_owned(),
-                )
-                .into());
+                return Err(ExternalError::NotConfigured(ProviderSetup::NoIssuerOrJwks).into());
             };
             let claims = self
                 .verify_provider_jwt(
@@ -306,15 +303,12 @@ impl Federation<'_> {
             // Keyed by (issuer, subject): a subject is unique only at its issuer, so the
             // membership must name the issuer too — two providers of one project may both
             // have a subject "1234". The issuer was checked against the token.
-            let issuer = provider.issuer.as_deref().ok_or_else(|| {
-                ExternalError::NotConfigured(
-                    "a provider matching by subject needs its issuer".to_owned(),
-                )
-            })?;
-            let project = params.project.as_ref().ok_or_else(|| {
-                ExternalError::NotConfigured(
-                    "a provider matching by subject needs a login bound to a project".to_owned(),
-                )
+            let issuer = provider
+                .issuer
+                .as_deref()
+                .ok_or(ExternalError::NotConfigured(ProviderSetup::SubjectWithoutIssuer))?;
+            let project = params.project.as_ref().ok_or({
+                ExternalError::NotConfigured(ProviderSetup::SubjectWithoutProject)
             })?;
             let memberships: Vec<_> = directory
                 .memberships_by_external_id(project, &identity.subject)

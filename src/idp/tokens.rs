@@ -8,7 +8,7 @@ use serde_json::Value;
 use time::Duration;
 use url::Url;
 
-use super::{ExternalError, ExternalIdentity};
+use super::{ExternalError, ExternalIdentity, ProviderSetup};
 use crate::jose::claims::Audience;
 use crate::jose::{ClaimError, Expectation, JwksError, Jws, JwsError, TimeRules, Use};
 use crate::model::{IdentityProvider, IdpTokenAuth};
@@ -163,9 +163,10 @@ impl super::Federation<'_> {
         token: &str,
         audiences: &[&str],
     ) -> Result<(), ExternalError> {
-        let url = provider.introspection_url.clone().ok_or_else(|| {
-            ExternalError::NotConfigured("the provider has no introspection endpoint".to_owned())
-        })?;
+        let url = provider
+            .introspection_url
+            .clone()
+            .ok_or(ExternalError::NotConfigured(ProviderSetup::NoIntrospection))?;
         let (headers, body) = introspection_request(provider, token);
         let response = self
             .transport()
@@ -213,9 +214,10 @@ impl super::Federation<'_> {
         provider: &IdentityProvider,
         access_token: &str,
     ) -> Result<Value, ExternalError> {
-        let url = provider.userinfo_url.clone().ok_or_else(|| {
-            ExternalError::NotConfigured("the provider has no UserInfo endpoint".to_owned())
-        })?;
+        let url = provider
+            .userinfo_url
+            .clone()
+            .ok_or(ExternalError::NotConfigured(ProviderSetup::NoUserInfo))?;
         let response = self
             .transport()
             .send(HttpRequest {

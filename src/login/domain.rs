@@ -454,11 +454,11 @@ async fn external(
         .config()
         .external_callback_url
         .clone()
-        .ok_or_else(|| {
-            ServerError::Config(
-                "an external identity provider is configured but external_callback_url is not"
-                    .to_owned(),
-            )
+        .ok_or({
+            ServerError::Config(crate::config::ConfigError::Setting {
+                setting: "external_callback_url",
+                requirement: "must be set when an identity provider is configured",
+            })
         })?;
     // An anonymous request is about to store a login: limited per client address.
     let throttle = &engine.config().throttle;

@@ -437,9 +437,12 @@ fn login_error(error: &LoginError) -> (ErrorCode, String) {
         LoginError::Credentials(_) => ErrorCode::LoginRequired,
         LoginError::Policy(_) => ErrorCode::AccessDenied,
         LoginError::Throttled { .. } => ErrorCode::TemporarilyUnavailable,
-        LoginError::Server(_) => ErrorCode::ServerError,
+        LoginError::Server(e) => match e.fault() {
+            crate::error::Fault::Unavailable => ErrorCode::TemporarilyUnavailable,
+            _ => ErrorCode::ServerError,
+        },
         LoginError::External(e) => match e.fault() {
-            crate::error::Fault::Server => ErrorCode::ServerError,
+            crate::error::Fault::Server | crate::error::Fault::Upstream => ErrorCode::ServerError,
             _ => ErrorCode::AccessDenied,
         },
     };

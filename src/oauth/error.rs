@@ -10,6 +10,7 @@ use super::OAuthResponse;
 
 /// An OAuth error code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum ErrorCode {
     /// `invalid_request`.
     InvalidRequest,

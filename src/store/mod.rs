@@ -35,6 +35,7 @@ pub use postgres::{PgOptions, PgStore};
 /// A store could not do what was asked. The engine maps every variant to a server-side
 /// failure: nothing here is the caller's fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// The backing service is unreachable or failed (connection lost, timeout).
     #[error("store unavailable: {0}")]

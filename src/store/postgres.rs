@@ -109,14 +109,13 @@ const MIGRATION_LOCK: i64 = 0x6668_6972_6761_7465; // "fhirgate"
 /// use std::time::Duration;
 /// use fhirgate::store::PgOptions;
 ///
-/// let options = PgOptions {
-///     pool_size: 32,
-///     statement_timeout: Some(Duration::from_secs(2)),
-///     ..PgOptions::default()
-/// };
+/// let mut options = PgOptions::default();
+/// options.pool_size = 32;
+/// options.statement_timeout = Some(Duration::from_secs(2));
 /// # let _ = options;
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PgOptions {
     /// Most connections the pool opens (at least 1). Default 16.
     pub pool_size: usize,

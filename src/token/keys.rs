@@ -96,6 +96,7 @@ impl fmt::Display for SigningAlgorithm {
 
 /// Loading, generating or using a signing key failed, or a key-set change was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum KeyError {
     /// The key material is malformed, inconsistent (the public key does not match the private
     /// key), too weak, or could not be generated.
@@ -118,6 +119,7 @@ pub enum KeyError {
 /// Why [`KeySet::verify`] refused a token. The texts are safe to log; they never contain the
 /// token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TokenError {
     /// Not a compact JWS with a JSON header and a JSON object payload, or too long, or it uses
     /// a `crit` header.

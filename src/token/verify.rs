@@ -114,6 +114,7 @@ pub enum Subject {
 
 /// Why a bearer token was refused.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum VerifyError {
     /// Not a valid access token of this server (signature, type, issuer, audience, time).
     #[error("invalid access token: {0}")]
@@ -130,6 +131,17 @@ pub enum VerifyError {
 }
 
 impl VerifyError {
+    /// Who is at fault: the bearer's token ([`Fault::Credentials`](crate::Fault)) unless the
+    /// store failed ([`Fault::Unavailable`](crate::Fault) when it cannot be reached).
+    pub fn fault(&self) -> crate::error::Fault {
+        use crate::error::Fault;
+        match self {
+            VerifyError::Store(StoreError::Unavailable(_)) => Fault::Unavailable,
+            VerifyError::Store(_) => Fault::Server,
+            _ => Fault::Credentials,
+        }
+    }
+
     /// The RFC 6750 `WWW-Authenticate` challenge for this refusal.
     pub fn challenge(&self) -> String {
         match self {

@@ -99,6 +99,7 @@ impl fmt::Debug for HttpResponse {
 
 /// Why an outbound request failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TransportError {
     /// No answer within the transport's timeout.
     #[error("request timed out")]

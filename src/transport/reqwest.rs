@@ -19,6 +19,7 @@ use super::{HttpMethod, HttpRequest, HttpResponse, Transport, TransportError};
 
 /// Settings of a [`ReqwestTransport`]. [`Default`] gives the values documented on each field.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ReqwestOptions {
     /// Longest wait for a connection (TCP and TLS handshake). Default 5 s.
     pub connect_timeout: Duration,

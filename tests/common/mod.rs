@@ -71,11 +71,12 @@ pub struct Fixture {
 /// Cheap argon2 parameters so the suite runs fast; the production defaults are exercised by
 /// the credential unit tests and the bench.
 pub fn test_argon2() -> Argon2Config {
-    Argon2Config {
-        m_kib: 256,
-        t: 1,
-        p: 1,
-        ..Argon2Config::default()
+    {
+        let mut config = Argon2Config::default();
+        config.m_kib = 256;
+        config.t = 1;
+        config.p = 1;
+        config
     }
 }
 
@@ -85,10 +86,12 @@ pub const AUDIENCE: &str = "https://auth.example.org/fhir/R4";
 pub const CLIENT_SECRET: &str = "s3cr3t-for-tests-0123456789abcdef";
 
 pub fn config() -> Config {
-    let mut config = Config {
-        argon2: test_argon2(),
-        external_callback_url: Some("https://auth.example.org/auth/external".parse().unwrap()),
-        ..Config::default()
+    let mut config = {
+        let mut config = Config::default();
+        config.argon2 = test_argon2();
+        config.external_callback_url =
+            Some("https://auth.example.org/auth/external".parse().unwrap());
+        config
     };
     config.oauth.issuer = ISSUER.to_owned();
     config

@@ -92,10 +92,11 @@ impl TestDb {
 
     /// Options naming this test's connections, so fault tests can find them.
     pub fn options(&self) -> PgOptions {
-        PgOptions {
-            pool_size: 8,
-            application_name: self.application_name(),
-            ..PgOptions::default()
+        {
+            let mut options = PgOptions::default();
+            options.pool_size = 8;
+            options.application_name = self.application_name();
+            options
         }
     }
 

@@ -35,6 +35,7 @@ pub const MAX_SKEW: u8 = 1;
 /// A TOTP operation could not be carried out (a configuration or data problem, never a wrong
 /// code: a wrong code is `Ok(None)` from [`verify`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TotpError {
     /// The stored secret is shorter than 128 bits.
     #[error("TOTP secret is {len} bytes; at least {MIN_SECRET_LEN} are required")]

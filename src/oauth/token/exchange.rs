@@ -160,17 +160,22 @@ impl Engine {
 fn login_refusal(error: &crate::error::LoginError) -> OAuthError {
     use crate::error::Fault;
     match error.fault() {
-        Fault::Server => {
-            let mut e = OAuthError::server_error(error.to_string());
+        // An unreachable provider may answer the same request shortly; one that answered
+        // with an error will not.
+        Fault::Upstream
             if matches!(
                 error,
                 crate::error::LoginError::External(crate::idp::ExternalError::Unreachable(_))
-            ) {
-                e = OAuthError::new(ErrorCode::TemporarilyUnavailable, error.to_string());
-            }
-            e
+            ) =>
+        {
+            OAuthError::new(ErrorCode::TemporarilyUnavailable, error.to_string())
         }
-        Fault::Throttled => OAuthError::new(ErrorCode::TemporarilyUnavailable, error.to_string()),
-        _ => OAuthError::invalid_request(error.to_string()),
+        Fault::Throttled | Fault::Unavailable => {
+            OAuthError::new(ErrorCode::TemporarilyUnavailable, error.to_string())
+        }
+        Fault::Request | Fault::Credentials | Fault::Policy => {
+            OAuthError::invalid_request(error.to_string())
+        }
+        _ => OAuthError::server_error(error.to_string()),
     }
 }
