@@ -306,10 +306,12 @@ impl Federation<'_> {
             let issuer = provider
                 .issuer
                 .as_deref()
-                .ok_or(ExternalError::NotConfigured(ProviderSetup::SubjectWithoutIssuer))?;
-            let project = params.project.as_ref().ok_or({
-                ExternalError::NotConfigured(ProviderSetup::SubjectWithoutProject)
-            })?;
+                .ok_or(ExternalError::NotConfigured(
+                    ProviderSetup::SubjectWithoutIssuer,
+                ))?;
+            let project = params.project.as_ref().ok_or(ExternalError::NotConfigured(
+                ProviderSetup::SubjectWithoutProject,
+            ))?;
             let memberships: Vec<_> = directory
                 .memberships_by_external_id(project, &identity.subject)
                 .await?

@@ -450,16 +450,12 @@ async fn external(
     provider: IdentityProvider,
     source: ProviderSource,
 ) -> Result<ExternalRedirect, LoginError> {
-    let callback = engine
-        .config()
-        .external_callback_url
-        .clone()
-        .ok_or({
-            ServerError::Config(crate::config::ConfigError::Setting {
-                setting: "external_callback_url",
-                requirement: "must be set when an identity provider is configured",
-            })
-        })?;
+    let callback = engine.config().external_callback_url.clone().ok_or({
+        ServerError::Config(crate::config::ConfigError::Setting {
+            setting: "external_callback_url",
+            requirement: "must be set when an identity provider is configured",
+        })
+    })?;
     // An anonymous request is about to store a login: limited per client address.
     let throttle = &engine.config().throttle;
     if let Some(limit) = throttle.external_starts_per_address {

@@ -7,12 +7,19 @@ use jsonwebtoken::jwk::{JwkSet, KeyAlgorithm, KeyOperations, PublicKeyUse};
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{Value, json};
 
+use super::assertion::{MAX_JTI_CHARS, escape_client_id};
+use super::presented::MAX_AUTHORIZATION_BYTES;
 use super::*;
 use crate::clock::{ManualClock, SystemClock};
 use crate::model::{ClientSecretHash, ProjectId};
 use crate::oauth::ErrorCode;
+use crate::oauth::Form;
 use crate::store::{DirectoryAdmin, MemoryStore};
+use crate::transport::TransportError;
 use crate::transport::{HttpMethod, HttpRequest, HttpResponse};
+use base64::Engine as _;
+use jsonwebtoken::Algorithm;
+use jsonwebtoken::jwk::Jwk;
 
 // ---------------------------------------------------------------------------------------
 // The world: a store, a manual clock, and a transport that serves a JWKS and counts fetches.

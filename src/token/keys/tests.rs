@@ -153,8 +153,7 @@ fn sign_raw(key: &SigningKey, header: &Value, payload: &Value) -> String {
         b64(payload.to_string().as_bytes())
     );
     let signature =
-        jsonwebtoken::crypto::sign(input.as_bytes(), &key.inner.encoding, key.alg().jwt_alg())
-            .unwrap();
+        jsonwebtoken::crypto::sign(input.as_bytes(), key.encoding(), key.alg().jwt_alg()).unwrap();
     format!("{input}.{signature}")
 }
 
@@ -195,8 +194,8 @@ fn j3_rfc8037_ed25519_vector() {
 
     // Ed25519 is deterministic: signing with d reproduces the RFC's JWS byte for byte.
     let (input, signature) = J3_JWS.rsplit_once('.').unwrap();
-    let ours = jsonwebtoken::crypto::sign(input.as_bytes(), &key.inner.encoding, Algorithm::EdDSA)
-        .unwrap();
+    let ours =
+        jsonwebtoken::crypto::sign(input.as_bytes(), key.encoding(), Algorithm::EdDSA).unwrap();
     assert_eq!(ours, signature);
 
     // And the RFC's JWS verifies with the RFC's public key through jsonwebtoken.
@@ -1065,8 +1064,7 @@ fn header_and_payload_shapes_are_enforced() {
         b64(payload.to_string().as_bytes())
     );
     let signature =
-        jsonwebtoken::crypto::sign(input.as_bytes(), &key.inner.encoding, Algorithm::ES256)
-            .unwrap();
+        jsonwebtoken::crypto::sign(input.as_bytes(), key.encoding(), Algorithm::ES256).unwrap();
     assert_eq!(
         set.verify::<Value>(&format!("{input}.{signature}"), &expected),
         Err(TokenError::Malformed)
@@ -1081,8 +1079,7 @@ fn header_and_payload_shapes_are_enforced() {
         b64(duplicated_claims.as_bytes())
     );
     let signature =
-        jsonwebtoken::crypto::sign(input.as_bytes(), &key.inner.encoding, Algorithm::ES256)
-            .unwrap();
+        jsonwebtoken::crypto::sign(input.as_bytes(), key.encoding(), Algorithm::ES256).unwrap();
     assert_eq!(
         set.verify::<Value>(&format!("{input}.{signature}"), &expected),
         Err(TokenError::Malformed)
