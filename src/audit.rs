@@ -172,6 +172,22 @@ impl AuditSink for MemoryAudit {
     }
 }
 
+/// Audit events as `tracing` log lines (feature `tracing`, on with `axum`): target
+/// `fhirgate::audit`, level info, the event as JSON in the field `event`.
+#[cfg(feature = "tracing")]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TracingAudit;
+
+#[cfg(feature = "tracing")]
+impl AuditSink for TracingAudit {
+    fn record(&self, event: AuditEvent) {
+        match serde_json::to_string(&event) {
+            Ok(text) => tracing::info!(target: "fhirgate::audit", event = %text, "audit"),
+            Err(error) => tracing::warn!(%error, "audit event not serialisable"),
+        }
+    }
+}
+
 impl std::fmt::Debug for dyn AuditSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("AuditSink")

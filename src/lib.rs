@@ -134,6 +134,8 @@ pub mod pkce;
 pub mod random;
 pub mod scope;
 pub mod secret;
+#[cfg(feature = "seed")]
+pub mod seed;
 pub mod store;
 pub mod token;
 pub mod transport;

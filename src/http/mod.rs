@@ -22,6 +22,8 @@ mod error;
 mod external;
 mod oauth;
 mod steps;
+#[cfg(feature = "ui")]
+pub mod ui;
 
 use std::sync::Arc;
 
@@ -36,6 +38,22 @@ pub use account::FIRST_PARTY_REQUIRED;
 pub use edge::{Authenticated, ClientAddress, no_store, trace};
 pub use error::OperationOutcome;
 pub use steps::READ_ONLY_EXTENSION;
+
+/// Spawns a task on the current tokio runtime that calls [`Engine::purge_expired`] every
+/// `every` (a few minutes is right); a failure is logged and retried at the next tick.
+pub fn spawn_purger(engine: Engine, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            match engine.purge_expired().await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(entries = n, "purged expired logins and claims"),
+                Err(error) => tracing::warn!(%error, "purging expired entries failed"),
+            }
+        }
+    })
+}
 
 /// How the routes behave at the edge.
 #[derive(Debug, Clone)]

@@ -10,6 +10,7 @@
 //!
 //! All traits are object safe (`Arc<dyn Directory>` and so on) and `Send + Sync`.
 
+mod combined;
 #[cfg(feature = "test-util")]
 pub mod conformance;
 mod memory;
@@ -28,6 +29,7 @@ use crate::model::{
 };
 use crate::secret::SecretHash;
 
+pub use combined::Combined;
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::{PgOptions, PgStore};
@@ -422,7 +424,10 @@ pub async fn take_attempts(
     Ok(None)
 }
 
-/// Single-use keys, monotonic watermarks and attempt counters.
+/// Single-use keys, monotonic watermarks and attempt counters. The three are separate: one
+/// key may hold a claim, a watermark and an attempt window at once, each unaffected by the
+/// others. Every method is atomic with respect to every other call on the same key, across all
+/// instances sharing the store.
 #[async_trait]
 pub trait OnceStore: Send + Sync {
     /// Claims `key` until `expires_at`. Returns `true` for the one caller that claimed it,

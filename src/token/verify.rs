@@ -112,6 +112,16 @@ pub enum Subject {
     Client(ClientId),
 }
 
+/// The subject as a FHIR reference: `User/<id>` or `ClientApplication/<id>`.
+impl std::fmt::Display for Subject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Subject::User(user) => write!(f, "User/{user}"),
+            Subject::Client(client) => write!(f, "ClientApplication/{client}"),
+        }
+    }
+}
+
 /// Why a bearer token was refused.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

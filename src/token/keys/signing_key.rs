@@ -67,6 +67,13 @@ impl SigningKey {
         Self::assemble(private, public)
     }
 
+    /// Loads a PEM private key of whichever supported kind it holds — P-256 (ES256), Ed25519
+    /// (EdDSA) or RSA (RS256) — in the containers [`SigningKey::from_pkcs8_pem`] reads.
+    pub fn from_pem(pem: &str) -> Result<SigningKey, KeyError> {
+        let (private, public) = material::from_pem(pem)?;
+        Self::assemble(private, public)
+    }
+
     /// Loads a private JWK: EC P-256 (`d`, `x`, `y`), OKP Ed25519 (`d`, `x`) or RSA (`n`, `e`,
     /// `d`, `p`, `q`, `dp`, `dq`, `qi`). The algorithm follows from `kty`/`crv`; an `alg`
     /// member must agree with it (RSA: `RS256` only). `use`, if present, must be `sig`. A
