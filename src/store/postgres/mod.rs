@@ -34,7 +34,7 @@
 //!
 //! # Differences from `MemoryStore`
 //!
-//! The conformance suite (`tests/store_conformance.rs`) runs the same behaviour tests on
+//! The conformance suite (`tests/it/store_conformance.rs`) runs the same behaviour tests on
 //! both stores. What PostgreSQL cannot do the same way:
 //!
 //! * Text cannot hold NUL characters, nor can `jsonb` strings: storing a record with one (a

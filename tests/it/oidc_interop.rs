@@ -10,11 +10,9 @@
     clippy::indexing_slicing
 )]
 
-mod common;
-
 use std::collections::HashMap;
 
-use common::*;
+use crate::common::*;
 use fhirgate::Engine;
 use fhirgate::login::{Method, ProfileChoice};
 use fhirgate::oauth::{AuthorizeOutcome, AuthorizeRequest, Form, OAuthResponse, TokenRequest};

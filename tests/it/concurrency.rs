@@ -6,11 +6,9 @@
     clippy::indexing_slicing
 )]
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use fhirgate::login::{Profile, SecondFactor};
 use fhirgate::model::MembershipId;
 use fhirgate::store::{CodeRedemption, LoginStore, OnceKey, OnceKind, OnceStore};

@@ -9,12 +9,10 @@
     clippy::indexing_slicing
 )]
 
-mod common;
-
+use crate::common::*;
 use axum::Router;
 use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode, header};
-use common::*;
 use fhirgate::http::{HttpConfig, router_with};
 use serde_json::{Value, json};
 use tower::ServiceExt;

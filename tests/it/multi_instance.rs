@@ -12,12 +12,10 @@
     clippy::indexing_slicing
 )]
 
-mod common;
-
 use std::sync::Arc;
 
-use common::pg::TestDb;
-use common::*;
+use crate::common::pg::TestDb;
+use crate::common::*;
 use fhirgate::clock::ManualClock;
 use fhirgate::error::ServerError;
 use fhirgate::login::{ProfileChoice, SecondFactor};

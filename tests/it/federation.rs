@@ -10,16 +10,14 @@
     clippy::indexing_slicing
 )]
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::fake_idp::*;
+use crate::common::*;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use common::fake_idp::*;
-use common::*;
 use fhirgate::idp::{ExternalCallback, ExternalError};
 use fhirgate::login::GoogleSignIn;
 use fhirgate::login::{
@@ -55,7 +53,7 @@ impl Fed {
     ) -> Fed {
         let idp = FakeIdp::start(options).await;
         idp.set_now(Some(START));
-        let mut config = common::config();
+        let mut config = crate::common::config();
         config.google.client_ids = vec!["google-client-1".to_owned()];
         config.google.jwks_uri = idp.jwks_uri();
         config.google.issuers = vec![idp.issuer()];
@@ -1570,7 +1568,7 @@ async fn google_creates_users_only_where_configured() {
     })
     .await;
     idp.set_now(Some(START));
-    let mut config = common::config();
+    let mut config = crate::common::config();
     config.google.client_ids = vec!["google-client-1".to_owned()];
     config.google.jwks_uri = idp.jwks_uri();
     config.google.issuers = vec![idp.issuer()];

@@ -35,19 +35,19 @@ use tokio::sync::oneshot;
 use url::Url;
 
 const RSA_POOL: [&str; 4] = [
-    include_str!("../data/keys/idp/rsa-1.pem"),
-    include_str!("../data/keys/idp/rsa-2.pem"),
-    include_str!("../data/keys/idp/rsa-3.pem"),
-    include_str!("../data/keys/idp/rsa-4.pem"),
+    include_str!("../../data/keys/idp/rsa-1.pem"),
+    include_str!("../../data/keys/idp/rsa-2.pem"),
+    include_str!("../../data/keys/idp/rsa-3.pem"),
+    include_str!("../../data/keys/idp/rsa-4.pem"),
 ];
-const RSA_ROGUE: &str = include_str!("../data/keys/idp/rsa-rogue.pem");
+const RSA_ROGUE: &str = include_str!("../../data/keys/idp/rsa-rogue.pem");
 const P256_POOL: [&str; 4] = [
-    include_str!("../data/keys/idp/p256-1.pem"),
-    include_str!("../data/keys/idp/p256-2.pem"),
-    include_str!("../data/keys/idp/p256-3.pem"),
-    include_str!("../data/keys/idp/p256-4.pem"),
+    include_str!("../../data/keys/idp/p256-1.pem"),
+    include_str!("../../data/keys/idp/p256-2.pem"),
+    include_str!("../../data/keys/idp/p256-3.pem"),
+    include_str!("../../data/keys/idp/p256-4.pem"),
 ];
-const P256_ROGUE: &str = include_str!("../data/keys/idp/p256-rogue.pem");
+const P256_ROGUE: &str = include_str!("../../data/keys/idp/p256-rogue.pem");
 
 /// How the fake expects our client to authenticate at its token endpoint.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

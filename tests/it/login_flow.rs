@@ -6,9 +6,7 @@
     clippy::indexing_slicing
 )]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use fhirgate::audit::AuditKind;
 use fhirgate::login::{Consent, Method, Passed, Profile, ProfileChoice, SecondFactor};
 use fhirgate::model::{Amr, AuthMethod, MembershipId, StageTag, TotpState};

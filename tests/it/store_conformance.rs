@@ -16,8 +16,6 @@
     clippy::indexing_slicing
 )]
 
-mod common;
-
 use fhirgate::MemoryStore;
 use fhirgate::store::conformance::fixtures::*;
 use fhirgate::store::conformance::{self, CHECKS, Stores};
@@ -120,7 +118,7 @@ fn postgres_needs_the_postgres_feature() {
 mod pg {
     use std::sync::Arc;
 
-    pub use super::common::pg::*;
+    pub use crate::common::pg::*;
 
     /// A migrated store and a second one with its own pool on the same schema.
     pub async fn stores(db: &TestDb) -> super::Stores {

@@ -10,12 +10,10 @@
     clippy::indexing_slicing
 )]
 
-mod common;
-
+use crate::common::*;
 use axum::Router;
 use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode, header};
-use common::*;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 

@@ -6,9 +6,7 @@
     clippy::indexing_slicing
 )]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use fhirgate::login::{Authorized, Consent, Profile, SecondFactor};
 use fhirgate::{LoginError, LoginRequest, RequestError};
 

@@ -9,12 +9,10 @@
     clippy::indexing_slicing
 )]
 
-mod common;
-
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use common::*;
+use crate::common::*;
 use openidconnect::core::{
     CoreAuthPrompt, CoreAuthenticationFlow, CoreClient, CoreJwsSigningAlgorithm,
     CoreProviderMetadata, CoreUserInfoClaims,

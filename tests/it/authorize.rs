@@ -7,11 +7,9 @@
     clippy::indexing_slicing
 )]
 
-mod common;
-
 use std::collections::HashMap;
 
-use common::*;
+use crate::common::*;
 use fhirgate::oauth::{AuthorizeOutcome, AuthorizeRequest};
 use fhirgate::store::LoginStore;
 

@@ -6,11 +6,9 @@
     clippy::indexing_slicing
 )]
 
-mod common;
-
 use std::sync::atomic::Ordering;
 
-use common::*;
+use crate::common::*;
 use fhirgate::audit::{AuditKind, SecondFactorFailure, SignInFailure};
 use fhirgate::login::{Authorized, Consent, Profile, ProfileChoice, SecondFactor};
 use fhirgate::model::{

@@ -7,11 +7,9 @@
     clippy::indexing_slicing
 )]
 
-mod common;
-
+use crate::common::*;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::*;
 use fhirgate::model::{ClientStatus, MembershipId};
 use fhirgate::oauth::{Form, OAuthResponse, TokenRequest};
 use fhirgate::store::{Directory, DirectoryAdmin, LoginStore};

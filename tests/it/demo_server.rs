@@ -7,16 +7,13 @@
 //! the tests, and the binary is found next to this test's executable. Run alone (`cargo test
 //! --all-features --test demo_server`), it needs `cargo build --all-features --example server`
 //! first; a missing binary, or one older than `examples/server.rs`, fails with that advice.
-#![cfg(feature = "axum")]
+#![cfg(feature = "demo")]
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
     clippy::indexing_slicing
 )]
-
-#[cfg(any(feature = "postgres", feature = "reqwest"))]
-mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -45,7 +42,7 @@ fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
-/// `target/<profile>/examples/server`, next to `target/<profile>/deps/demo_server-…`.
+/// `target/<profile>/examples/server`, next to `target/<profile>/deps/it-…`.
 fn server_binary() -> PathBuf {
     example_binary("server")
 }
@@ -963,7 +960,7 @@ async fn sigterm_stops_the_server_gracefully() {
 #[cfg(feature = "postgres")]
 #[tokio::test]
 async fn two_servers_share_one_database() {
-    let Some(db) = common::pg::TestDb::new().await else {
+    let Some(db) = crate::common::pg::TestDb::new().await else {
         return;
     };
     let url = db.store_url();
@@ -1026,7 +1023,7 @@ async fn two_servers_share_one_database() {
 #[cfg(feature = "reqwest")]
 #[tokio::test]
 async fn federated_sign_in_through_a_seeded_provider() {
-    use common::fake_idp::{FakeIdp, FakeIdpOptions, NextLogin};
+    use crate::common::fake_idp::{FakeIdp, FakeIdpOptions, NextLogin};
     use std::collections::HashMap;
 
     let idp = FakeIdp::start(FakeIdpOptions::default()).await;

@@ -7,9 +7,7 @@
     clippy::indexing_slicing
 )]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use fhirgate::audit::AuditKind;
 use fhirgate::login::{Authorized, Consent, Enrolment, Passed, Profile, SecondFactor};
 use fhirgate::model::{Amr, MembershipId, TotpState};

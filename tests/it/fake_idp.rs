@@ -8,13 +8,11 @@
     clippy::indexing_slicing
 )]
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::fake_idp::*;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use common::fake_idp::*;
 use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet, PublicKeyUse};
 use jsonwebtoken::{DecodingKey, Validation, decode, decode_header};
 use serde_json::Value;
