@@ -29,6 +29,10 @@
 //! traits ([`store`], [`clock`], [`random`], [`audit`]); every single-use value is consumed by
 //! one atomic store operation, so it stays single-use with many server instances.
 //!
+//! The design notes live in [`manual`]: the [threat model](manual::threat_model), the
+//! [storage contract](manual::storage_contract) a host's store must keep, and the
+//! [deviations](manual::deviations) from Medplum with the test behind each.
+//!
 //! ## A complete login
 //!
 //! ```
@@ -128,6 +132,7 @@ pub mod http;
 pub mod idp;
 pub mod jose;
 pub mod login;
+pub mod manual;
 pub mod model;
 pub mod oauth;
 pub mod pkce;
