@@ -21,7 +21,7 @@ use fhirgate::credential::password::{HashError, Password, PasswordHasher, Verifi
 use fhirgate::login::{Method, Passed, ProfileChoice};
 use fhirgate::model::*;
 use fhirgate::oauth::{Form, TokenRequest};
-use fhirgate::store::{DirectoryAdmin, LoginStore, OnceStore};
+use fhirgate::store::{DirectoryAdmin, LoginStore, OnceStore, RequestStore};
 use fhirgate::{Config, Engine, LoginRequest, MemoryStore, PgStore};
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -54,7 +54,9 @@ impl PasswordHasher for NoHash {
     }
 }
 
-async fn engine<S: DirectoryAdmin + LoginStore + OnceStore + Clone + 'static>(store: S) -> Engine {
+async fn engine<S: DirectoryAdmin + LoginStore + OnceStore + RequestStore + Clone + 'static>(
+    store: S,
+) -> Engine {
     let mut config = Config::default();
     config.oauth.issuer = "https://auth.example.org".into();
     config.throttle = fhirgate::config::ThrottleConfig::off();

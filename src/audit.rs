@@ -62,6 +62,22 @@ pub enum AuditKind {
     MfaEnrolled,
     /// The TOTP factor was removed.
     MfaDisabled,
+    /// A password-reset link was issued for an account.
+    PasswordResetRequested,
+    /// A password was set through a reset link; every login of the user was revoked.
+    PasswordReset {
+        /// How many logins (sessions, refresh-token families) were ended.
+        sessions_ended: u64,
+    },
+    /// The owner changed the password; every other login was revoked.
+    PasswordChanged {
+        /// How many logins were ended.
+        sessions_ended: u64,
+    },
+    /// An address was proven through a verification link.
+    EmailVerified,
+    /// An invitation was accepted (its link set the password).
+    InvitationAccepted,
     /// A membership was chosen.
     ProfileChosen {
         /// The membership.

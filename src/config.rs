@@ -34,6 +34,8 @@ pub struct Config {
     pub oauth: OAuthConfig,
     /// Google sign-in.
     pub google: GoogleConfig,
+    /// Account self-service: registration, password resets, mailed links.
+    pub accounts: AccountsConfig,
 }
 
 impl Default for Config {
@@ -48,6 +50,7 @@ impl Default for Config {
             external_callback_url: None,
             oauth: OAuthConfig::default(),
             google: GoogleConfig::default(),
+            accounts: AccountsConfig::default(),
         }
     }
 }
@@ -291,6 +294,12 @@ pub struct ThrottleConfig {
     /// [`address_window`](Self::address_window) (each stores a login for a few minutes
     /// before anyone has authenticated); `None` switches the limit off (default 30).
     pub external_starts_per_address: Option<u32>,
+    /// Requests a client address may make to each group of account routes (sign-in,
+    /// registration, password reset, second factor; see
+    /// [`RouteGroup`](crate::credential::throttle::RouteGroup)) per
+    /// [`address_window`](Self::address_window), counted before any other work; `None`
+    /// switches the limit off (default 160, Medplum's auth rate limit).
+    pub requests_per_address_per_group: Option<u32>,
 }
 
 impl Default for ThrottleConfig {
@@ -304,6 +313,7 @@ impl Default for ThrottleConfig {
             attempts_per_address: Some(160),
             address_window: Duration::minutes(1),
             external_starts_per_address: Some(30),
+            requests_per_address_per_group: Some(160),
         }
     }
 }
@@ -316,6 +326,7 @@ impl ThrottleConfig {
             backoff_after: u32::MAX,
             attempts_per_address: None,
             external_starts_per_address: None,
+            requests_per_address_per_group: None,
             ..Self::default()
         }
     }
@@ -324,10 +335,11 @@ impl ThrottleConfig {
         if self.attempts_per_account_source == 0
             || self.attempts_per_address == Some(0)
             || self.external_starts_per_address == Some(0)
+            || self.requests_per_address_per_group == Some(0)
         {
             return Err(setting(
-                "throttle.attempts_per_account_source, attempts_per_address and \
-                 external_starts_per_address",
+                "throttle.attempts_per_account_source, attempts_per_address, \
+                 external_starts_per_address and requests_per_address_per_group",
                 "must be at least 1",
             ));
         }
@@ -344,6 +356,48 @@ impl ThrottleConfig {
             ));
         }
         Ok(())
+    }
+}
+
+/// Account self-service: where mailed links point, how mail is branded, whether anyone may
+/// register.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct AccountsConfig {
+    /// The sign-in application's base URL: mailed links are `<base>setpassword/<id>/<secret>`
+    /// and `<base>verifyemail/<id>/<secret>` (Medplum's `appBaseUrl`). Default: the issuer
+    /// with a trailing slash.
+    pub app_base_url: Option<Url>,
+    /// The name mail to server-scoped accounts is branded with (project-scoped accounts get
+    /// their project's name). Default "Sign-in".
+    pub product_name: String,
+    /// Whether new users may register themselves (`/auth/newuser`); a project can still
+    /// refuse on its own. Default `true`, as Medplum's `registerEnabled`.
+    pub registration_enabled: bool,
+}
+
+impl Default for AccountsConfig {
+    fn default() -> Self {
+        Self {
+            app_base_url: None,
+            product_name: "Sign-in".to_owned(),
+            registration_enabled: true,
+        }
+    }
+}
+
+impl AccountsConfig {
+    /// `<app base URL><path>`, the issuer standing in for an unset base.
+    pub fn link(&self, oauth: &OAuthConfig, path: &str) -> String {
+        let base = match &self.app_base_url {
+            Some(url) => url.to_string(),
+            None => format!("{}/", oauth.issuer_id()),
+        };
+        format!(
+            "{}/{}",
+            base.trim_end_matches('/'),
+            path.trim_start_matches('/')
+        )
     }
 }
 

@@ -15,7 +15,7 @@ use crate::config::{Config, ConfigError};
 use crate::credential::password::{Argon2Hasher, PasswordHasher};
 use crate::oauth::ClientAuthenticator;
 use crate::random::{OsRandom, SecureRandom};
-use crate::store::{Directory, LoginStore, MemoryStore, OnceStore, StoreError};
+use crate::store::{Directory, LoginStore, MemoryStore, OnceStore, RequestStore, StoreError};
 use crate::token::keys::{KeyError, KeySet, SigningAlgorithm, SigningKey};
 use crate::token::{KeyRing, Keys, Verifier};
 use crate::transport::{NoTransport, Transport};
@@ -31,6 +31,7 @@ struct Inner {
     directory: Arc<dyn Directory>,
     logins: Arc<dyn LoginStore>,
     once: Arc<dyn OnceStore>,
+    requests: Arc<dyn RequestStore>,
     clock: Arc<dyn Clock>,
     random: Arc<dyn SecureRandom>,
     hasher: Arc<dyn PasswordHasher>,
@@ -38,6 +39,8 @@ struct Inner {
     keys: KeyRing,
     verifier: Verifier,
     transport: Arc<dyn Transport>,
+    mailer: Arc<dyn crate::mail::Mailer>,
+    breached: Arc<dyn crate::account::BreachedPasswords>,
     clients: ClientAuthenticator,
     sign_in: url::Url,
     jwks: Arc<crate::jose::JwksCache>,
@@ -99,6 +102,11 @@ impl Engine {
         crate::credential::totp::Mfa::new(self)
     }
 
+    /// Account self-service: password resets and changes, email verification.
+    pub fn accounts(&self) -> crate::account::Accounts<'_> {
+        crate::account::Accounts::new(self)
+    }
+
     /// The discovery documents: OpenID Provider, RFC 8414 and SMART metadata.
     pub fn discovery(&self) -> crate::oauth::Discovery<'_> {
         crate::oauth::Discovery::new(&self.inner.config.oauth, self.inner.keys.current())
@@ -125,13 +133,29 @@ impl Engine {
         Ok(self.inner.hasher.hash(&password).await?)
     }
 
-    /// Deletes expired logins, claims and counters; returns how many entries went. Call it
+    /// Deletes expired logins, claims, counters and security requests; returns how many entries went. Call it
     /// periodically (every few minutes) from a background task.
     pub async fn purge_expired(&self) -> Result<u64, StoreError> {
         let now = self.now();
         let logins = self.inner.logins.purge_expired_logins(now).await?;
         let once = self.inner.once.purge_expired_once(now).await?;
-        Ok(logins.saturating_add(once))
+        let requests = self.inner.requests.purge_expired_requests(now).await?;
+        Ok(logins.saturating_add(once).saturating_add(requests))
+    }
+
+    /// The security-request store.
+    pub(crate) fn request_store(&self) -> &dyn RequestStore {
+        self.inner.requests.as_ref()
+    }
+
+    /// The check new passwords must pass.
+    pub(crate) fn breached_passwords(&self) -> &dyn crate::account::BreachedPasswords {
+        self.inner.breached.as_ref()
+    }
+
+    /// The mailer.
+    pub(crate) fn mailer(&self) -> &dyn crate::mail::Mailer {
+        self.inner.mailer.as_ref()
     }
 
     /// Client authentication at the token endpoint (and its JWKS cache).
@@ -194,24 +218,35 @@ pub struct EngineBuilder {
     directory: Option<Arc<dyn Directory>>,
     logins: Option<Arc<dyn LoginStore>>,
     once: Option<Arc<dyn OnceStore>>,
+    requests: Option<Arc<dyn RequestStore>>,
     clock: Option<Arc<dyn Clock>>,
     random: Option<Arc<dyn SecureRandom>>,
     hasher: Option<Arc<dyn PasswordHasher>>,
     audit: Option<Arc<dyn AuditSink>>,
     keys: Option<KeySet>,
     transport: Option<Arc<dyn Transport>>,
+    mailer: Option<Arc<dyn crate::mail::Mailer>>,
+    breached: Option<Arc<dyn crate::account::BreachedPasswords>>,
 }
 
 impl EngineBuilder {
-    /// Uses one store for identity data, logins and single-use values.
+    /// Uses one store for identity data, logins, single-use values and security requests.
     pub fn store<S>(mut self, store: S) -> Self
     where
-        S: Directory + LoginStore + OnceStore + 'static,
+        S: Directory + LoginStore + OnceStore + RequestStore + 'static,
     {
         let store = Arc::new(store);
         self.directory = Some(store.clone());
         self.logins = Some(store.clone());
-        self.once = Some(store);
+        self.once = Some(store.clone());
+        self.requests = Some(store);
+        self
+    }
+
+    /// Uses this store for security requests (reset, invitation and verification links,
+    /// mailed codes).
+    pub fn request_store(mut self, requests: Arc<dyn RequestStore>) -> Self {
+        self.requests = Some(requests);
         self
     }
 
@@ -277,6 +312,20 @@ impl EngineBuilder {
         self
     }
 
+    /// Sends account mail (reset links, invitations, codes) through this mailer. Without
+    /// one the engine uses [`NoMailer`](crate::mail::NoMailer), which refuses to send.
+    pub fn mailer(mut self, mailer: Arc<dyn crate::mail::Mailer>) -> Self {
+        self.mailer = Some(mailer);
+        self
+    }
+
+    /// Screens new passwords with this check instead of the bundled list of common
+    /// passwords ([`CommonPasswords`](crate::account::CommonPasswords)).
+    pub fn breached_passwords(mut self, check: Arc<dyn crate::account::BreachedPasswords>) -> Self {
+        self.breached = Some(check);
+        self
+    }
+
     /// Validates the configuration and builds the engine. Installs the JOSE crypto provider
     /// (see [`crate::crypto`]).
     pub fn build(self) -> Result<Engine, BuildError> {
@@ -295,7 +344,8 @@ impl EngineBuilder {
         let logins = self
             .logins
             .unwrap_or_else(|| Arc::new(default_store.clone()));
-        let once = self.once.unwrap_or_else(|| Arc::new(default_store));
+        let once = self.once.unwrap_or_else(|| Arc::new(default_store.clone()));
+        let requests = self.requests.unwrap_or_else(|| Arc::new(default_store));
         let keys = match self.keys {
             Some(keys) => keys,
             None => KeySet::new(
@@ -330,6 +380,7 @@ impl EngineBuilder {
                 directory,
                 logins,
                 once,
+                requests,
                 clock,
                 random,
                 hasher,
@@ -337,6 +388,12 @@ impl EngineBuilder {
                 keys,
                 verifier,
                 transport,
+                mailer: self
+                    .mailer
+                    .unwrap_or_else(|| Arc::new(crate::mail::NoMailer)),
+                breached: self
+                    .breached
+                    .unwrap_or_else(|| Arc::new(crate::account::CommonPasswords)),
                 clients,
                 sign_in,
                 jwks,

@@ -120,6 +120,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod account;
 pub mod audit;
 pub mod clock;
 pub mod config;
@@ -127,11 +128,13 @@ pub mod credential;
 pub mod crypto;
 pub mod engine;
 pub mod error;
+mod escape;
 #[cfg(feature = "axum")]
 pub mod http;
 pub mod idp;
 pub mod jose;
 pub mod login;
+pub mod mail;
 pub mod manual;
 pub mod model;
 pub mod oauth;

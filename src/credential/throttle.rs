@@ -125,6 +125,56 @@ impl PasswordAttempt {
     }
 }
 
+/// A group of account routes, each with its own per-address request limit
+/// ([`ThrottleConfig::requests_per_address_per_group`]), so a flood of one kind (reset
+/// requests, say) cannot starve the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RouteGroup {
+    /// Sign-in and password checks: `/auth/method`, `/auth/login`, `/auth/changepassword`.
+    SignIn,
+    /// Self-registration: `/auth/newuser`, `/auth/newproject`, `/auth/newpatient`.
+    Registration,
+    /// Password reset and mailed links: `/auth/resetpassword`, `/auth/setpassword`,
+    /// `/auth/verifyemail`.
+    Reset,
+    /// Second factors: `/auth/mfa/*`.
+    Mfa,
+}
+
+impl RouteGroup {
+    /// The group's name in throttle keys.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteGroup::SignIn => "login",
+            RouteGroup::Registration => "registration",
+            RouteGroup::Reset => "reset",
+            RouteGroup::Mfa => "mfa",
+        }
+    }
+}
+
+/// Counts one request of `group` from `source` (`None`: an unknown address, one bucket) in
+/// the [`OnceStore`], so the limit holds across instances. Returns when to come back once the
+/// address is over the limit; `None` when it may go on (or the limit is off).
+pub async fn take_route_request(
+    once: &dyn OnceStore,
+    config: &ThrottleConfig,
+    group: RouteGroup,
+    source: Option<IpAddr>,
+    now: OffsetDateTime,
+) -> Result<Option<OffsetDateTime>, StoreError> {
+    let Some(limit) = config.requests_per_address_per_group else {
+        return Ok(None);
+    };
+    let source = source.map(|a| a.to_string()).unwrap_or_default();
+    let key = OnceKey::new(
+        OnceKind::RouteAddress,
+        &format!("{}|{source}", group.as_str()),
+    );
+    take_attempts(once, &[(key, limit)], config.address_window, now).await
+}
+
 /// The wait after the `failures`-th failure since the account's last success.
 fn backoff(config: &ThrottleConfig, failures: u32) -> Duration {
     let Some(extra) = failures

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::OperationOutcome;
-use super::edge::{AuthJson, Authenticated};
+use super::edge::{AuthJson, Authenticated, Limited, MfaRoutes};
 use super::steps::{Answer, json_response, required, with_qr_code};
 use crate::engine::Engine;
 use crate::error::LoginError;
@@ -55,7 +55,7 @@ async fn is_first_party(
 }
 
 /// The account behind a first-party user token (403 otherwise).
-async fn account_holder(
+pub(super) async fn account_holder(
     engine: &Engine,
     principal: &crate::token::Principal,
 ) -> Result<crate::model::UserId, OperationOutcome> {
@@ -100,6 +100,7 @@ pub(crate) async fn mfa_setup(
 
 /// `POST /auth/mfa/enroll {token}`.
 pub(crate) async fn mfa_enroll(
+    _: Limited<MfaRoutes>,
     State(engine): State<Engine>,
     Authenticated(principal): Authenticated,
     AuthJson(body): AuthJson<AccountBody>,
@@ -112,6 +113,7 @@ pub(crate) async fn mfa_enroll(
 
 /// `POST /auth/mfa/disable {token}`.
 pub(crate) async fn mfa_disable(
+    _: Limited<MfaRoutes>,
     State(engine): State<Engine>,
     Authenticated(principal): Authenticated,
     AuthJson(body): AuthJson<AccountBody>,

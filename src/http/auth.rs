@@ -8,7 +8,7 @@ use axum::http::header::{self, HeaderMap};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::edge::{AuthJson, ClientAddress, header_text};
+use super::edge::{AuthJson, ClientAddress, Limited, LoginRoutes, MfaRoutes, header_text};
 use super::steps::{
     Answer, BROWSER_COOKIE, OAuthFields, after_credentials, browser_cookie, code_result, federated,
     json_response, membership_list, profile_result, required, start_url, with_qr_code,
@@ -48,6 +48,7 @@ pub(crate) struct StepBody {
 /// Medplum's clients append their login request as `state`, and the start route creates the
 /// login and sends the browser on to the provider with a server-side state.
 pub(crate) async fn method(
+    _: Limited<LoginRoutes>,
     State(engine): State<Engine>,
     AuthJson(body): AuthJson<LoginBody>,
 ) -> Answer {
@@ -65,6 +66,7 @@ pub(crate) async fn method(
 
 /// `POST /auth/login`.
 pub(crate) async fn login(
+    _: Limited<LoginRoutes>,
     State(engine): State<Engine>,
     State(config): State<Arc<HttpConfig>>,
     ClientAddress(address): ClientAddress,
@@ -93,6 +95,7 @@ pub(crate) async fn login(
 
 /// `POST /auth/mfa/verify {login, token}`.
 pub(crate) async fn mfa_verify(
+    _: Limited<MfaRoutes>,
     State(engine): State<Engine>,
     State(config): State<Arc<HttpConfig>>,
     AuthJson(body): AuthJson<StepBody>,
@@ -105,6 +108,7 @@ pub(crate) async fn mfa_verify(
 
 /// `POST /auth/mfa/login-enroll {login, token}`.
 pub(crate) async fn mfa_login_enroll(
+    _: Limited<MfaRoutes>,
     State(engine): State<Engine>,
     State(config): State<Arc<HttpConfig>>,
     AuthJson(body): AuthJson<StepBody>,

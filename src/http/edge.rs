@@ -391,3 +391,63 @@ mod tests {
         assert_eq!(bearer(&headers), None);
     }
 }
+
+/// Which [`RouteGroup`](crate::credential::throttle::RouteGroup) a route belongs to, as a
+/// type, for [`Limited`].
+pub(crate) trait Group {
+    const GROUP: crate::credential::throttle::RouteGroup;
+}
+
+macro_rules! groups {
+    ($($name:ident => $group:ident),* $(,)?) => {$(
+        /// A route group marker for [`Limited`].
+        pub(crate) struct $name;
+        impl Group for $name {
+            const GROUP: crate::credential::throttle::RouteGroup =
+                crate::credential::throttle::RouteGroup::$group;
+        }
+    )*};
+}
+
+groups!(
+    LoginRoutes => SignIn,
+    ResetRoutes => Reset,
+    MfaRoutes => Mfa,
+);
+
+/// Counts the request against its client address's limit for route group `G` before
+/// anything else is read (the body is not parsed, nothing is hashed): over the limit the
+/// request is answered `429` with `Retry-After`.
+pub(crate) struct Limited<G>(std::marker::PhantomData<G>);
+
+impl<S, G> FromRequestParts<S> for Limited<G>
+where
+    S: Send + Sync,
+    G: Group,
+    Engine: FromRef<S>,
+    Arc<HttpConfig>: FromRef<S>,
+{
+    type Rejection = OperationOutcome;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let engine = Engine::from_ref(state);
+        let Ok(ClientAddress(address)) = ClientAddress::from_request_parts(parts, state).await;
+        let now = engine.now();
+        match crate::credential::throttle::take_route_request(
+            engine.once_store(),
+            &engine.config().throttle,
+            G::GROUP,
+            address,
+            now,
+        )
+        .await
+        {
+            Ok(None) => Ok(Limited(std::marker::PhantomData)),
+            Ok(Some(retry_after)) => {
+                tracing::info!(group = G::GROUP.as_str(), "route group limit reached");
+                Err(OperationOutcome::throttled(now, retry_after))
+            }
+            Err(error) => Err(crate::error::LoginError::from(error).into()),
+        }
+    }
+}

@@ -9,6 +9,7 @@ use crate::error::{Fault, LoginError};
 
 /// A FHIR OperationOutcome with one issue, as Medplum answers `/auth/*`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct OperationOutcome {
     /// HTTP status.
     pub status: StatusCode,
@@ -20,6 +21,8 @@ pub struct OperationOutcome {
     pub severity: &'static str,
     /// FHIR issue code.
     pub code: &'static str,
+    /// Seconds until a throttled caller may try again (sent as `Retry-After`).
+    pub retry_after: Option<u64>,
 }
 
 impl OperationOutcome {
@@ -31,6 +34,7 @@ impl OperationOutcome {
             expression,
             severity: "error",
             code: "invalid",
+            retry_after: None,
         }
     }
 
@@ -42,6 +46,7 @@ impl OperationOutcome {
             expression: None,
             severity: "information",
             code: "informational",
+            retry_after: None,
         }
     }
 
@@ -61,7 +66,19 @@ impl OperationOutcome {
             expression: None,
             severity: "error",
             code,
+            retry_after: None,
         }
+    }
+
+    /// A 429 whose window ends at `retry_after` (the engine's clock says it is `now`).
+    pub fn throttled(now: time::OffsetDateTime, retry_after: time::OffsetDateTime) -> Self {
+        let mut outcome = Self::with_status(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many requests; try again later",
+        );
+        let seconds = (retry_after - now).whole_seconds().max(1);
+        outcome.retry_after = Some(u64::try_from(seconds).unwrap_or(1));
+        outcome
     }
 
     /// The JSON body.
@@ -80,7 +97,13 @@ impl OperationOutcome {
 
 impl IntoResponse for OperationOutcome {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body())).into_response()
+        let mut response = (self.status, Json(self.body())).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 
@@ -134,6 +157,46 @@ impl From<LoginError> for OperationOutcome {
             } else {
                 "invalid"
             },
+            retry_after: None,
         }
+    }
+}
+
+impl From<crate::account::AccountError> for OperationOutcome {
+    fn from(error: crate::account::AccountError) -> Self {
+        use crate::account::{AccountError, PasswordRefusal};
+        let fault = error.fault();
+        let status = status_of(fault);
+        let text = match fault {
+            Fault::Upstream => {
+                tracing::warn!(error = %error, "an upstream service failed in an account request");
+                error.to_string()
+            }
+            Fault::Unavailable => {
+                tracing::warn!(error = %error, "a dependency is unavailable in an account request");
+                UNAVAILABLE_TEXT.to_owned()
+            }
+            Fault::Request | Fault::Credentials | Fault::Policy | Fault::Throttled => {
+                error.to_string()
+            }
+            _ => {
+                tracing::error!(error = %error, "server failure in an account request");
+                "Internal server error".to_owned()
+            }
+        };
+        let expression = match &error {
+            AccountError::InvalidEmail => Some("email"),
+            AccountError::Password(PasswordRefusal::Incorrect | PasswordRefusal::NotSet) => {
+                Some("oldPassword")
+            }
+            AccountError::Password(_) => Some("password"),
+            _ => None,
+        };
+        let mut outcome = Self::with_status(status, text);
+        if status == StatusCode::BAD_REQUEST {
+            outcome.code = "invalid";
+        }
+        outcome.expression = expression;
+        outcome
     }
 }

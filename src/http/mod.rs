@@ -21,6 +21,7 @@ mod edge;
 mod error;
 mod external;
 mod oauth;
+mod password;
 mod steps;
 #[cfg(feature = "ui")]
 pub mod ui;
@@ -169,6 +170,10 @@ pub fn routes() -> Router<AppState> {
         .route("/auth/mfa/verify", post(auth::mfa_verify))
         .route("/auth/mfa/login-enroll", post(auth::mfa_login_enroll))
         .route("/auth/mfa/disable", post(account::mfa_disable))
+        .route("/auth/resetpassword", post(password::reset_password))
+        .route("/auth/setpassword", post(password::set_password))
+        .route("/auth/changepassword", post(password::change_password))
+        .route("/auth/verifyemail", post(password::verify_email))
         .route("/auth/profile", post(auth::profile))
         .route("/auth/scope", post(auth::scope))
         .route("/auth/me", get(account::me))

@@ -86,6 +86,12 @@ id_type!(
     LaunchId
 );
 
+id_type!(
+    /// Identifies a [`SecurityRequest`](crate::model::SecurityRequest) (not secret: it
+    /// travels in the link beside the secret).
+    RequestId
+);
+
 /// A random version-4 UUID in its canonical text form.
 pub(crate) fn random_uuid(rng: &dyn SecureRandom) -> Result<String, RandomError> {
     let mut b = [0u8; 16];

@@ -6,6 +6,7 @@ mod client;
 mod ids;
 mod login;
 mod project;
+mod security_request;
 mod user;
 
 pub use access_policy::{
@@ -19,8 +20,9 @@ pub use client::{
 pub(crate) use ids::random_uuid;
 pub use ids::{
     AccessPolicyId, ClientId, InvalidReference, LaunchId, LoginId, MembershipId, ProjectId,
-    Reference, UserId,
+    Reference, RequestId, UserId,
 };
 pub use login::*;
 pub use project::{FEATURE_GOOGLE_AUTH_REQUIRED, Project, ProjectMembership, SmartLaunch};
+pub use security_request::{RequestKind, SecurityRequest};
 pub use user::{PasswordHash, TotpSecret, TotpState, User, normalize_email};

@@ -211,3 +211,40 @@ impl<D: Send + Sync, L: Send + Sync, O: OnceStore> OnceStore for Combined<D, L, 
         self.once.purge_expired_once(now).await
     }
 }
+
+/// Security requests live with the logins: both are short-lived secrets of one user.
+#[async_trait]
+impl<D: Send + Sync, L: super::RequestStore, O: Send + Sync> super::RequestStore
+    for Combined<D, L, O>
+{
+    async fn create_request(
+        &self,
+        request: &crate::model::SecurityRequest,
+    ) -> Result<(), StoreError> {
+        self.logins.create_request(request).await
+    }
+    async fn request(
+        &self,
+        id: &crate::model::RequestId,
+    ) -> Result<Option<crate::model::SecurityRequest>, StoreError> {
+        self.logins.request(id).await
+    }
+    async fn latest_request(
+        &self,
+        user: &UserId,
+        kind: crate::model::RequestKind,
+    ) -> Result<Option<crate::model::SecurityRequest>, StoreError> {
+        self.logins.latest_request(user, kind).await
+    }
+    async fn consume_request(
+        &self,
+        id: &crate::model::RequestId,
+        secret: &SecretHash,
+        now: OffsetDateTime,
+    ) -> Result<super::RequestPresented, StoreError> {
+        self.logins.consume_request(id, secret, now).await
+    }
+    async fn purge_expired_requests(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        self.logins.purge_expired_requests(now).await
+    }
+}

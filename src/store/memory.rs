@@ -5,6 +5,8 @@
 //! shares the same data (it is a handle), which is how a host keeps a copy for seeding while
 //! the engine holds another.
 
+mod requests;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -33,6 +35,7 @@ struct Inner {
     directory: RwLock<DirectoryData>,
     logins: Mutex<LoginData>,
     once: Mutex<OnceData>,
+    requests: Mutex<requests::RequestData>,
 }
 
 #[derive(Default, Clone, PartialEq, Eq, Debug)]
@@ -73,6 +76,7 @@ pub struct MemorySnapshot {
     directory: DirectoryData,
     logins: BTreeMap<String, LoginRecord>,
     once: BTreeMap<String, String>,
+    requests: requests::RequestData,
 }
 
 impl MemoryStore {
@@ -105,6 +109,7 @@ impl MemoryStore {
             directory,
             logins,
             once,
+            requests: self.requests().clone(),
         }
     }
 
@@ -142,6 +147,18 @@ impl MemoryStore {
     fn logins(&self) -> MutexGuard<'_, LoginData> {
         self.inner
             .logins
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Number of stored security requests (for tests and diagnostics).
+    pub fn request_count(&self) -> usize {
+        self.requests().len()
+    }
+
+    fn requests(&self) -> MutexGuard<'_, requests::RequestData> {
+        self.inner
+            .requests
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }

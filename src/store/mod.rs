@@ -16,6 +16,7 @@ pub mod conformance;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod requests;
 
 use std::fmt;
 
@@ -33,6 +34,7 @@ pub use combined::Combined;
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::{PgOptions, PgStore};
+pub use requests::{RequestPresented, RequestRedemption, RequestStore, redeem_request};
 
 /// A store could not do what was asked. The engine maps every variant to a server-side
 /// failure: nothing here is the caller's fault.
@@ -345,6 +347,10 @@ pub enum OnceKind {
     PasswordFailures,
     /// External sign-ins started from one client address.
     ExternalStartAddress,
+    /// Requests to one group of account routes from one client address.
+    RouteAddress,
+    /// Mailed sign-in codes sent for one user per window.
+    EmailCodeUser,
 }
 
 impl OnceKind {
@@ -361,6 +367,8 @@ impl OnceKind {
             OnceKind::PasswordSlot => "password-slot",
             OnceKind::PasswordFailures => "password-failures",
             OnceKind::ExternalStartAddress => "external-start-address",
+            OnceKind::RouteAddress => "route-address",
+            OnceKind::EmailCodeUser => "email-code-user",
         }
     }
 }

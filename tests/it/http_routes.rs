@@ -17,14 +17,14 @@ use fhirgate::http::{HttpConfig, router_with};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-struct Reply {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    body: Value,
-    text: String,
+pub(crate) struct Reply {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: axum::http::HeaderMap,
+    pub(crate) body: Value,
+    pub(crate) text: String,
 }
 
-fn app(f: &Fixture) -> Router {
+pub(crate) fn app(f: &Fixture) -> Router {
     router_with(f.engine.clone(), {
         let mut config = HttpConfig::default();
         config.cors_origins = vec!["https://app.example.org".into()];
@@ -32,7 +32,7 @@ fn app(f: &Fixture) -> Router {
     })
 }
 
-async fn send(app: &Router, request: Request<Body>) -> Reply {
+pub(crate) async fn send(app: &Router, request: Request<Body>) -> Reply {
     let response = app.clone().oneshot(request).await.unwrap();
     let status = response.status();
     let headers = response.headers().clone();
@@ -46,7 +46,12 @@ async fn send(app: &Router, request: Request<Body>) -> Reply {
     }
 }
 
-async fn post_json(app: &Router, path: &str, body: Value, bearer: Option<&str>) -> Reply {
+pub(crate) async fn post_json(
+    app: &Router,
+    path: &str,
+    body: Value,
+    bearer: Option<&str>,
+) -> Reply {
     let mut request = Request::post(path).header(header::CONTENT_TYPE, "application/json");
     if let Some(token) = bearer {
         request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
@@ -54,7 +59,7 @@ async fn post_json(app: &Router, path: &str, body: Value, bearer: Option<&str>) 
     send(app, request.body(Body::from(body.to_string())).unwrap()).await
 }
 
-async fn get(app: &Router, path: &str, bearer: Option<&str>) -> Reply {
+pub(crate) async fn get(app: &Router, path: &str, bearer: Option<&str>) -> Reply {
     let mut request = Request::get(path);
     if let Some(token) = bearer {
         request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
@@ -62,7 +67,7 @@ async fn get(app: &Router, path: &str, bearer: Option<&str>) -> Reply {
     send(app, request.body(Body::empty()).unwrap()).await
 }
 
-async fn post_form(
+pub(crate) async fn post_form(
     app: &Router,
     path: &str,
     pairs: &[(&str, &str)],
@@ -80,7 +85,7 @@ async fn post_form(
 }
 
 /// The OperationOutcome text and expression of an `/auth/*` refusal.
-fn outcome(reply: &Reply) -> (String, Option<String>) {
+pub(crate) fn outcome(reply: &Reply) -> (String, Option<String>) {
     let issue = &reply.body["issue"][0];
     assert_eq!(
         reply.body["resourceType"], "OperationOutcome",
@@ -96,7 +101,7 @@ fn outcome(reply: &Reply) -> (String, Option<String>) {
     )
 }
 
-fn login_body(email: &str, password: &str) -> Value {
+pub(crate) fn login_body(email: &str, password: &str) -> Value {
     json!({
         "email": email,
         "password": password,
@@ -109,7 +114,7 @@ fn login_body(email: &str, password: &str) -> Value {
 }
 
 /// alice through the public `app` client, to an access token.
-async fn alice_token(app: &Router) -> Value {
+pub(crate) async fn alice_token(app: &Router) -> Value {
     let reply = post_json(
         app,
         "/auth/login",
@@ -812,7 +817,7 @@ async fn login_handles_rotate_at_every_stage_change() {
 }
 
 /// A token for alice through `client` (registered with `first_party`).
-async fn alice_token_through(f: &Fixture, app: &Router, first_party: bool) -> String {
+pub(crate) async fn alice_token_through(f: &Fixture, app: &Router, first_party: bool) -> String {
     use fhirgate::store::{Directory, DirectoryAdmin};
     let mut client = f.store.client(&"app".into()).await.unwrap().unwrap();
     client.first_party = first_party;

@@ -10,6 +10,7 @@
 
 mod common;
 
+mod accounts;
 mod attacks;
 mod authorize;
 mod concurrency;
@@ -18,6 +19,8 @@ mod fake_idp;
 mod federation;
 mod http_routes;
 mod login_flow;
+#[cfg(feature = "smtp")]
+mod mail;
 mod malformed_input;
 mod medplum_client;
 mod multi_instance;

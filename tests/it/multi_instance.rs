@@ -437,3 +437,56 @@ async fn database_error_text_stays_in_the_audit_log_not_in_the_answer() {
         .unwrap();
     p.db.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_reset_link_sets_one_password_across_instances_and_ends_the_sessions() {
+    use fhirgate::account::{AccountError, LinkRefusal, ResetOutcome};
+    let Some(p) = pair().await else { return };
+    let code = code_across(&p).await;
+    let tokens = redeem(&p.a, &code).await;
+    assert_eq!(tokens.status, 200, "{}", tokens.body);
+    let access = tokens.body["access_token"].as_str().unwrap().to_owned();
+    // bob's login on instance a; the reset link is asked for on b.
+    let ResetOutcome::Issued { link, .. } =
+        p.b.accounts()
+            .request_password_reset("bob@example.org", None, false, None)
+            .await
+            .unwrap()
+    else {
+        panic!("bob exists");
+    };
+    let path = link
+        .expose()
+        .rsplit("/setpassword/")
+        .next()
+        .unwrap()
+        .to_owned();
+    let (id, secret) = path.split_once('/').unwrap();
+    let barrier = Arc::new(tokio::sync::Barrier::new(16));
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let engine = if i % 2 == 0 { p.a.clone() } else { p.b.clone() };
+        let (barrier, id, secret) = (barrier.clone(), id.to_owned(), secret.to_owned());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            engine
+                .accounts()
+                .set_password(&id, &secret, "a brand new passphrase", None)
+                .await
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(AccountError::Link(LinkRefusal::Used)) => {}
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(ok, 1);
+    assert!(
+        p.b.verifier().verify(&access).await.is_err(),
+        "the reset ended the session on the other instance"
+    );
+    p.db.finish().await;
+}

@@ -84,6 +84,10 @@ conformance!(
     race_one_of_64_compare_and_swaps_wins,
     race_one_of_64_creates_a_user_per_email,
     race_redemption_against_revocation,
+    requests_are_consumed_once_with_their_secret,
+    newer_requests_supersede_older_of_the_same_kind_and_user,
+    expired_requests_are_refused_and_purged,
+    race_one_of_64_consumes_a_request,
 );
 
 #[test]
@@ -457,7 +461,7 @@ mod faults {
             )
             .await
             .unwrap();
-        assert_eq!(rows.len(), 3);
+        assert_eq!(rows.len(), 4);
         for (i, row) in rows.iter().enumerate() {
             assert_eq!(row.get::<_, i32>(0), i as i32 + 1);
         }

@@ -91,18 +91,7 @@ pub struct Html(String);
 impl Html {
     /// `text` escaped for element content and quoted attribute values.
     pub fn text(text: &str) -> Html {
-        let mut out = String::with_capacity(text.len());
-        for c in text.chars() {
-            match c {
-                '&' => out.push_str("&amp;"),
-                '<' => out.push_str("&lt;"),
-                '>' => out.push_str("&gt;"),
-                '"' => out.push_str("&quot;"),
-                '\'' => out.push_str("&#39;"),
-                c => out.push(c),
-            }
-        }
-        Html(out)
+        Html(crate::escape::html(text))
     }
 
     /// Markup this module wrote (templates, and tags around escaped text).

@@ -1,5 +1,5 @@
 //! The store conformance suite (feature `test-util`): the behaviour every implementation of
-//! [`DirectoryAdmin`], [`LoginStore`] and [`OnceStore`] must have, written once and run by
+//! [`DirectoryAdmin`], [`LoginStore`], [`OnceStore`] and [`RequestStore`] must have, written once and run by
 //! fhirgate against [`MemoryStore`](crate::store::MemoryStore) and `PgStore`, and by a host
 //! against its own store.
 //!
@@ -34,6 +34,7 @@ pub mod fixtures;
 mod logins;
 mod once;
 mod races;
+mod requests;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -41,7 +42,10 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
-use super::{CodeRedemption, DirectoryAdmin, LoginStore, OnceStore, RefreshRotation, StoreError};
+use super::{
+    CodeRedemption, DirectoryAdmin, LoginStore, OnceStore, RefreshRotation, RequestStore,
+    StoreError,
+};
 use crate::model::ClientId;
 use crate::secret::SecretHash;
 
@@ -49,10 +53,11 @@ pub use directory::*;
 pub use logins::*;
 pub use once::*;
 pub use races::*;
+pub use requests::*;
 
 /// Every store trait at once: what a check needs of a handle.
-pub trait Store: DirectoryAdmin + LoginStore + OnceStore {}
-impl<T: DirectoryAdmin + LoginStore + OnceStore + ?Sized> Store for T {}
+pub trait Store: DirectoryAdmin + LoginStore + OnceStore + RequestStore {}
+impl<T: DirectoryAdmin + LoginStore + OnceStore + RequestStore + ?Sized> Store for T {}
 
 /// Two handles on the same, initially empty, data.
 #[derive(Clone)]
@@ -170,6 +175,10 @@ checks!(
     race_one_of_64_compare_and_swaps_wins,
     race_one_of_64_creates_a_user_per_email,
     race_redemption_against_revocation,
+    requests_are_consumed_once_with_their_secret,
+    newer_requests_supersede_older_of_the_same_kind_and_user,
+    expired_requests_are_refused_and_purged,
+    race_one_of_64_consumes_a_request,
 );
 
 /// Runs every check, each on a fresh pair from `fresh`, naming each on standard error

@@ -13,7 +13,7 @@ use crate::store::{Attempt, CodeRedemption, OnceKey, OnceKind, RefreshRotation};
 const TASKS: usize = 64;
 
 /// Runs `TASKS` copies of `f` at once (after a barrier), alternating the two instances.
-async fn race<T, F, Fut>(s: &Stores, f: F) -> Vec<T>
+pub(super) async fn race<T, F, Fut>(s: &Stores, f: F) -> Vec<T>
 where
     T: Send + 'static,
     F: Fn(usize, Arc<dyn Store>) -> Fut,

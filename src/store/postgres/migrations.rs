@@ -26,6 +26,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "retired_refresh_hashes",
         sql: include_str!("../../../migrations/0003_retired_refresh_hashes.sql"),
     },
+    Migration {
+        version: 4,
+        name: "security_requests",
+        sql: include_str!("../../../migrations/0004_security_requests.sql"),
+    },
 ];
 
 /// The advisory lock every `migrate` call holds while it applies a migration, so that

@@ -64,7 +64,7 @@ use time::OffsetDateTime;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
-use super::{LoginStore, OnceStore, StoreError};
+use super::{LoginStore, OnceStore, RequestStore, StoreError};
 use crate::model::LoginRecord;
 use crate::secret::SecretHash;
 
@@ -72,6 +72,7 @@ mod directory;
 mod logins;
 mod migrations;
 mod once;
+mod requests;
 mod rows;
 #[cfg(test)]
 mod tests;
@@ -213,13 +214,15 @@ impl PgStore {
         }
     }
 
-    /// Deletes expired logins (with their codes and secret hashes) and expired claims,
-    /// watermarks and attempt windows; returns how many rows went. The same as calling
-    /// [`LoginStore::purge_expired_logins`] and [`OnceStore::purge_expired_once`].
+    /// Deletes expired logins (with their codes and secret hashes), expired claims,
+    /// watermarks and attempt windows, and expired security requests; returns how many rows
+    /// went. The same as calling [`LoginStore::purge_expired_logins`],
+    /// [`OnceStore::purge_expired_once`] and [`RequestStore::purge_expired_requests`].
     pub async fn purge_expired(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
         let logins = self.purge_expired_logins(now).await?;
         let once = self.purge_expired_once(now).await?;
-        Ok(logins.saturating_add(once))
+        let requests = self.purge_expired_requests(now).await?;
+        Ok(logins.saturating_add(once).saturating_add(requests))
     }
 
     async fn conn(&self) -> Result<Object, StoreError> {

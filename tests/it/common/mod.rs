@@ -66,6 +66,8 @@ pub struct Fixture {
     pub clock: Arc<ManualClock>,
     pub audit: Arc<MemoryAudit>,
     pub hasher: Arc<CountingHasher>,
+    /// Every mail the engine sent.
+    pub outbox: fhirgate::mail::Outbox,
 }
 
 /// Cheap argon2 parameters so the suite runs fast; the production defaults are exercised by
@@ -119,11 +121,13 @@ impl Fixture {
             verifies: AtomicUsize::new(0),
             hashes: AtomicUsize::new(0),
         });
+        let outbox = fhirgate::mail::Outbox::new();
         let engine = Engine::builder()
             .store(store.clone())
             .config(config)
             .clock(clock.clone())
             .audit(audit.clone())
+            .mailer(Arc::new(outbox.clone()))
             .password_hasher(hasher.clone());
         let engine = match transport {
             Some(transport) => engine.transport(transport),
@@ -137,6 +141,7 @@ impl Fixture {
             clock,
             audit,
             hasher,
+            outbox,
         };
         fixture.seed().await;
         fixture

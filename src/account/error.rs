@@ -1,0 +1,133 @@
+//! Refusals of account operations, grouped by who is at fault.
+
+use time::OffsetDateTime;
+
+use super::BreachCheckError;
+use crate::credential::password::PasswordPolicyError;
+use crate::error::{Fault, ServerError};
+use crate::mail::MailError;
+use crate::store::StoreError;
+
+/// Why a security-request link (or mailed code) was refused. The texts are Medplum's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LinkRefusal {
+    /// No request has this id.
+    #[error("Not found")]
+    NotFound,
+    /// The request was consumed before — or a newer one of its kind replaced it (Medplum
+    /// marks replaced requests used, so its clients show the same text).
+    #[error("Already used")]
+    Used,
+    /// Its lifetime is over.
+    #[error("Expired")]
+    Expired,
+    /// The secret is not the request's.
+    #[error("Incorrect secret")]
+    IncorrectSecret,
+    /// A verification link presented to set a password.
+    #[error("Invalid request type")]
+    WrongKindForPassword,
+    /// A reset or invitation link presented to verify an address.
+    #[error("Invalid user security request type")]
+    WrongKindForVerification,
+}
+
+/// Why a new or current password was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PasswordRefusal {
+    /// The new password breaks the policy (too short, too long).
+    #[error(transparent)]
+    Policy(#[from] PasswordPolicyError),
+    /// The new password is on the breached/common list.
+    #[error("Password found in breach database")]
+    Breached,
+    /// The current password is wrong.
+    #[error("Incorrect password")]
+    Incorrect,
+    /// The account has no password to change (it signs in through a provider).
+    #[error("Existing password not set")]
+    NotSet,
+}
+
+/// Every refusal of an [`Accounts`](super::Accounts) operation.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AccountError {
+    /// The email address is not valid (3 to 72 characters, one `@`).
+    #[error("Valid email address between 3 and 72 characters is required")]
+    InvalidEmail,
+    /// The email's domain signs in through an external identity provider.
+    #[error("Cannot reset password for external auth. Contact your system administrator.")]
+    ExternalAuth,
+    /// A link or code was refused.
+    #[error(transparent)]
+    Link(#[from] LinkRefusal),
+    /// A password was refused.
+    #[error(transparent)]
+    Password(#[from] PasswordRefusal),
+    /// The user the request is for no longer exists.
+    #[error("User not found")]
+    UserNotFound,
+    /// Too many attempts from this address or on this account.
+    #[error("Too many attempts; try again later")]
+    Throttled {
+        /// When the current window ends.
+        retry_after: OffsetDateTime,
+    },
+    /// A mail could not be sent.
+    #[error(transparent)]
+    Mail(#[from] MailError),
+    /// The host's breach check could not answer.
+    #[error(transparent)]
+    BreachCheck(#[from] BreachCheckError),
+    /// The server failed.
+    #[error(transparent)]
+    Server(#[from] ServerError),
+}
+
+impl AccountError {
+    /// Who is at fault.
+    pub fn fault(&self) -> Fault {
+        match self {
+            AccountError::InvalidEmail | AccountError::UserNotFound => Fault::Request,
+            AccountError::ExternalAuth => Fault::Policy,
+            AccountError::Link(LinkRefusal::IncorrectSecret) => Fault::Credentials,
+            AccountError::Link(_) => Fault::Request,
+            AccountError::Password(PasswordRefusal::Incorrect) => Fault::Credentials,
+            AccountError::Password(_) => Fault::Request,
+            AccountError::Throttled { .. } => Fault::Throttled,
+            AccountError::Mail(MailError::Address(_)) => Fault::Request,
+            AccountError::Mail(MailError::Delivery(_)) | AccountError::BreachCheck(_) => {
+                Fault::Upstream
+            }
+            AccountError::Mail(_) => Fault::Server,
+            AccountError::Server(e) => e.fault(),
+        }
+    }
+}
+
+impl From<StoreError> for AccountError {
+    fn from(e: StoreError) -> Self {
+        AccountError::Server(ServerError::Store(e))
+    }
+}
+
+impl From<crate::random::RandomError> for AccountError {
+    fn from(e: crate::random::RandomError) -> Self {
+        AccountError::Server(ServerError::Random(e))
+    }
+}
+
+impl From<crate::credential::password::HashError> for AccountError {
+    fn from(e: crate::credential::password::HashError) -> Self {
+        AccountError::Server(ServerError::Hashing(e))
+    }
+}
+
+impl From<PasswordPolicyError> for AccountError {
+    fn from(e: PasswordPolicyError) -> Self {
+        AccountError::Password(PasswordRefusal::Policy(e))
+    }
+}
