@@ -76,8 +76,25 @@ pub enum AuditKind {
     },
     /// An address was proven through a verification link.
     EmailVerified,
+    /// A project admin invited the user into a project.
+    InvitationSent {
+        /// The project.
+        project: crate::model::ProjectId,
+    },
     /// An invitation was accepted (its link set the password).
     InvitationAccepted,
+    /// A person registered an account.
+    Registered,
+    /// A registered user created a project (and became its admin).
+    ProjectCreated {
+        /// The new project.
+        project: crate::model::ProjectId,
+    },
+    /// A registered user became a patient of a project open to registration.
+    PatientRegistered {
+        /// The project.
+        project: crate::model::ProjectId,
+    },
     /// A membership was chosen.
     ProfileChosen {
         /// The membership.

@@ -15,7 +15,9 @@ use crate::config::{Config, ConfigError};
 use crate::credential::password::{Argon2Hasher, PasswordHasher};
 use crate::oauth::ClientAuthenticator;
 use crate::random::{OsRandom, SecureRandom};
-use crate::store::{Directory, LoginStore, MemoryStore, OnceStore, RequestStore, StoreError};
+use crate::store::{
+    Directory, DirectoryAdmin, LoginStore, MemoryStore, OnceStore, RequestStore, StoreError,
+};
 use crate::token::keys::{KeyError, KeySet, SigningAlgorithm, SigningKey};
 use crate::token::{KeyRing, Keys, Verifier};
 use crate::transport::{NoTransport, Transport};
@@ -29,6 +31,7 @@ pub struct Engine {
 struct Inner {
     config: Config,
     directory: Arc<dyn Directory>,
+    directory_admin: Option<Arc<dyn DirectoryAdmin>>,
     logins: Arc<dyn LoginStore>,
     once: Arc<dyn OnceStore>,
     requests: Arc<dyn RequestStore>,
@@ -41,6 +44,7 @@ struct Inner {
     transport: Arc<dyn Transport>,
     mailer: Arc<dyn crate::mail::Mailer>,
     breached: Arc<dyn crate::account::BreachedPasswords>,
+    human_check: Option<Arc<dyn crate::account::HumanCheck>>,
     clients: ClientAuthenticator,
     sign_in: url::Url,
     jwks: Arc<crate::jose::JwksCache>,
@@ -148,6 +152,16 @@ impl Engine {
         self.inner.requests.as_ref()
     }
 
+    /// Administrative writes, when the engine was given them.
+    pub(crate) fn directory_admin(&self) -> Option<Arc<dyn DirectoryAdmin>> {
+        self.inner.directory_admin.clone()
+    }
+
+    /// The human check, when one is configured.
+    pub(crate) fn human_check(&self) -> Option<&dyn crate::account::HumanCheck> {
+        self.inner.human_check.as_deref()
+    }
+
     /// The check new passwords must pass.
     pub(crate) fn breached_passwords(&self) -> &dyn crate::account::BreachedPasswords {
         self.inner.breached.as_ref()
@@ -216,6 +230,7 @@ impl fmt::Debug for Engine {
 pub struct EngineBuilder {
     config: Option<Config>,
     directory: Option<Arc<dyn Directory>>,
+    directory_admin: Option<Arc<dyn DirectoryAdmin>>,
     logins: Option<Arc<dyn LoginStore>>,
     once: Option<Arc<dyn OnceStore>>,
     requests: Option<Arc<dyn RequestStore>>,
@@ -227,16 +242,19 @@ pub struct EngineBuilder {
     transport: Option<Arc<dyn Transport>>,
     mailer: Option<Arc<dyn crate::mail::Mailer>>,
     breached: Option<Arc<dyn crate::account::BreachedPasswords>>,
+    human_check: Option<Arc<dyn crate::account::HumanCheck>>,
 }
 
 impl EngineBuilder {
-    /// Uses one store for identity data, logins, single-use values and security requests.
+    /// Uses one store for identity data (read, and written by registration), logins,
+    /// single-use values and security requests.
     pub fn store<S>(mut self, store: S) -> Self
     where
-        S: Directory + LoginStore + OnceStore + RequestStore + 'static,
+        S: DirectoryAdmin + LoginStore + OnceStore + RequestStore + 'static,
     {
         let store = Arc::new(store);
         self.directory = Some(store.clone());
+        self.directory_admin = Some(store.clone());
         self.logins = Some(store.clone());
         self.once = Some(store.clone());
         self.requests = Some(store);
@@ -253,6 +271,13 @@ impl EngineBuilder {
     /// Uses this identity directory.
     pub fn directory(mut self, directory: Arc<dyn Directory>) -> Self {
         self.directory = Some(directory);
+        self
+    }
+
+    /// Lets registration create projects, clients and memberships through `admin` (set by
+    /// [`store`](Self::store); without it `/auth/newproject` and `/auth/newpatient` refuse).
+    pub fn directory_admin(mut self, admin: Arc<dyn DirectoryAdmin>) -> Self {
+        self.directory_admin = Some(admin);
         self
     }
 
@@ -326,6 +351,12 @@ impl EngineBuilder {
         self
     }
 
+    /// Asks this check for a human at registration and password reset.
+    pub fn human_check(mut self, check: Arc<dyn crate::account::HumanCheck>) -> Self {
+        self.human_check = Some(check);
+        self
+    }
+
     /// Validates the configuration and builds the engine. Installs the JOSE crypto provider
     /// (see [`crate::crypto`]).
     pub fn build(self) -> Result<Engine, BuildError> {
@@ -338,6 +369,11 @@ impl EngineBuilder {
             None => Arc::new(Argon2Hasher::new(config.argon2.clone(), random.clone())?),
         };
         let default_store = MemoryStore::new();
+        let directory_admin = match (&self.directory, self.directory_admin) {
+            (_, Some(admin)) => Some(admin),
+            (None, None) => Some(Arc::new(default_store.clone()) as Arc<dyn DirectoryAdmin>),
+            (Some(_), None) => None,
+        };
         let directory = self
             .directory
             .unwrap_or_else(|| Arc::new(default_store.clone()));
@@ -378,6 +414,7 @@ impl EngineBuilder {
             inner: Arc::new(Inner {
                 config,
                 directory,
+                directory_admin,
                 logins,
                 once,
                 requests,
@@ -394,6 +431,7 @@ impl EngineBuilder {
                 breached: self
                     .breached
                     .unwrap_or_else(|| Arc::new(crate::account::CommonPasswords)),
+                human_check: self.human_check,
                 clients,
                 sign_in,
                 jwks,

@@ -51,6 +51,65 @@ pub enum PasswordRefusal {
     NotSet,
 }
 
+/// Why a registration, invitation, or a project or patient created with them was refused. The texts are
+/// Medplum's where it has one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistrationRefusal {
+    /// The server does not let people register (`AccountsConfig::registration_enabled`).
+    #[error("Registration is disabled")]
+    Disabled,
+    /// The project has no default patient access policy.
+    #[error("Project does not allow open registration")]
+    ProjectClosed,
+    /// A name outside 1 to 128 characters.
+    #[error("First name must be between 1 and 128 characters")]
+    FirstName,
+    /// A name outside 1 to 128 characters.
+    #[error("Last name must be between 1 and 128 characters")]
+    LastName,
+    /// An account with this email exists in the scope (Medplum says so, too).
+    #[error("Email already registered")]
+    EmailTaken,
+    /// The email's domain signs in through an external identity provider.
+    #[error("Email domain signs in through an identity provider; register there")]
+    ExternalDomain,
+    /// A human check is configured and no token came.
+    #[error("Recaptcha token is required")]
+    HumanTokenMissing,
+    /// The human check refused the token.
+    #[error("Recaptcha failed")]
+    HumanCheckFailed,
+    /// The login already acts as a membership.
+    #[error("Login already has a membership")]
+    AlreadyMember,
+    /// A project name outside 4 to 72 characters.
+    #[error("Project name must be between 4 and 72 characters")]
+    ProjectName,
+    /// A patient registers only into the project their account is scoped to.
+    #[error("User must be scoped to the project")]
+    NotScopedToProject,
+    /// The project does not exist.
+    #[error("Project not found")]
+    UnknownProject,
+    /// Only an active admin of the project may invite into it.
+    #[error("Forbidden")]
+    NotProjectAdmin,
+    /// The invitee already has a membership in the project.
+    #[error("User is already a member of this project")]
+    AlreadyInProject,
+    /// Invitations make Practitioner, Patient or RelatedPerson profiles.
+    #[error("Invalid resource type; expected Practitioner, Patient or RelatedPerson")]
+    ProfileType,
+    /// The access policy named does not exist.
+    #[error("Access policy not found")]
+    UnknownAccessPolicy,
+    /// Projects and memberships cannot be created: the engine has no
+    /// [`DirectoryAdmin`](crate::store::DirectoryAdmin).
+    #[error("Registration is not available on this server")]
+    NoDirectoryAdmin,
+}
+
 /// Every refusal of an [`Accounts`](super::Accounts) operation.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -67,6 +126,15 @@ pub enum AccountError {
     /// A password was refused.
     #[error(transparent)]
     Password(#[from] PasswordRefusal),
+    /// A registration was refused.
+    #[error(transparent)]
+    Registration(#[from] RegistrationRefusal),
+    /// The login machine refused (the request's client, scope, redirect URI, or a step).
+    #[error(transparent)]
+    SignIn(#[from] crate::error::LoginError),
+    /// The human check could not answer.
+    #[error(transparent)]
+    HumanCheck(#[from] super::HumanCheckError),
     /// The user the request is for no longer exists.
     #[error("User not found")]
     UserNotFound,
@@ -98,6 +166,16 @@ impl AccountError {
             AccountError::Password(PasswordRefusal::Incorrect) => Fault::Credentials,
             AccountError::Password(_) => Fault::Request,
             AccountError::Throttled { .. } => Fault::Throttled,
+            AccountError::Registration(RegistrationRefusal::NoDirectoryAdmin) => Fault::Server,
+            AccountError::Registration(
+                RegistrationRefusal::Disabled
+                | RegistrationRefusal::ProjectClosed
+                | RegistrationRefusal::ExternalDomain,
+            ) => Fault::Policy,
+            AccountError::Registration(RegistrationRefusal::HumanCheckFailed) => Fault::Credentials,
+            AccountError::Registration(_) => Fault::Request,
+            AccountError::SignIn(e) => e.fault(),
+            AccountError::HumanCheck(_) => Fault::Upstream,
             AccountError::Mail(MailError::Address(_)) => Fault::Request,
             AccountError::Mail(MailError::Delivery(_)) | AccountError::BreachCheck(_) => {
                 Fault::Upstream

@@ -10,20 +10,29 @@
 //!   [breach check](BreachedPasswords) before it is hashed, and setting one through a link
 //!   ends every session and refresh-token family of the user; changing one ends every
 //!   other;
+//! * registration creates an account and continues into the same login machine (a login
+//!   waiting in the Profile stage), and creating a project or a patient membership then goes
+//!   through the same `choose`/`grant` path as any sign-in;
 //! * every change is an [audit event](crate::audit::AuditKind).
 //!
 //! [`Engine::accounts`](crate::Engine::accounts) hands out the facet.
 
 mod breach;
 mod error;
+mod human;
+mod invite;
 mod links;
 mod password;
+mod register;
 mod verify;
 
 use std::net::IpAddr;
 
 pub use breach::{BreachCheckError, BreachedPasswords, CommonPasswords, NoBreachCheck};
-pub use error::{AccountError, LinkRefusal, PasswordRefusal};
+pub use error::{AccountError, LinkRefusal, PasswordRefusal, RegistrationRefusal};
+pub use human::{HumanCheck, HumanCheckError, Recaptcha};
+pub use invite::{Invitation, Invited};
+pub use register::NewUser;
 
 use crate::engine::{AuditContext, Engine};
 use crate::model::{SecurityRequest, UserId};

@@ -411,6 +411,7 @@ macro_rules! groups {
 
 groups!(
     LoginRoutes => SignIn,
+    RegistrationRoutes => Registration,
     ResetRoutes => Reset,
     MfaRoutes => Mfa,
 );

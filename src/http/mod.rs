@@ -20,8 +20,10 @@ mod auth;
 mod edge;
 mod error;
 mod external;
+mod invite;
 mod oauth;
 mod password;
+mod register;
 mod steps;
 #[cfg(feature = "ui")]
 pub mod ui;
@@ -170,6 +172,10 @@ pub fn routes() -> Router<AppState> {
         .route("/auth/mfa/verify", post(auth::mfa_verify))
         .route("/auth/mfa/login-enroll", post(auth::mfa_login_enroll))
         .route("/auth/mfa/disable", post(account::mfa_disable))
+        .route("/admin/projects/{project}/invite", post(invite::invite))
+        .route("/auth/newuser", post(register::new_user))
+        .route("/auth/newproject", post(register::new_project))
+        .route("/auth/newpatient", post(register::new_patient))
         .route("/auth/resetpassword", post(password::reset_password))
         .route("/auth/setpassword", post(password::set_password))
         .route("/auth/changepassword", post(password::change_password))

@@ -24,6 +24,7 @@ pub(crate) struct PasswordBody {
     password: Option<String>,
     old_password: Option<String>,
     new_password: Option<String>,
+    recaptcha_token: Option<String>,
 }
 
 /// An account refusal as an OperationOutcome, with `Retry-After` when throttled.
@@ -45,9 +46,13 @@ pub(crate) async fn reset_password(
     AuthJson(body): AuthJson<PasswordBody>,
 ) -> Answer {
     let email = body.email.as_deref().unwrap_or_default();
-    let email = engine
-        .accounts()
+    let accounts = engine.accounts();
+    let email = accounts
         .check_reset_email(email)
+        .await
+        .map_err(|e| refusal(&engine, e))?;
+    accounts
+        .check_human(body.recaptcha_token.as_deref(), remote)
         .await
         .map_err(|e| refusal(&engine, e))?;
     let project = body

@@ -29,7 +29,7 @@ pub(super) type Answer = Result<Response, OperationOutcome>;
 #[derive(Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub(crate) struct OAuthFields {
-    project_id: Option<String>,
+    pub(super) project_id: Option<String>,
     client_id: Option<String>,
     resource_type: Option<String>,
     scope: Option<String>,

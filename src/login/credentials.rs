@@ -141,6 +141,23 @@ impl Login<Credentials> {
     }
 }
 
+impl Login<Credentials> {
+    /// The login of an account created in this request with the password its owner just
+    /// chose (`/auth/newuser`): the password is not verified a second time (it was hashed a
+    /// moment ago), and the account needs no membership yet — the login waits in the
+    /// Profile stage for `/auth/newproject` or `/auth/newpatient` to create one. `user` must
+    /// be the account of this login's email.
+    pub(crate) async fn registered(self, user: &User) -> Result<Passed, LoginError> {
+        let Login { engine, stage } = self;
+        if user.email != stage.email {
+            return Err(crate::error::RequestError::InvalidEmail.into());
+        }
+        let record = new_record(&engine, stage.params, AuthMethod::Password, user, Amr::Pwd)?;
+        engine.audit(AuditKind::PasswordAccepted, super::record_context(&record));
+        create_authenticated(engine, record, user).await
+    }
+}
+
 /// A login record for `user`, who has just passed a first factor (`amr`) by `method`.
 pub(crate) fn new_record(
     engine: &crate::engine::Engine,

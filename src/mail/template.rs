@@ -85,6 +85,19 @@ pub fn invitation(to: &str, brand: &Brand, link: &str, days: i64) -> Mail {
     )
 }
 
+/// A notice that an existing account was added to a project; `sign_in` is where to sign in.
+pub fn added_to_project(to: &str, brand: &Brand, sign_in: &str) -> Mail {
+    mail(
+        to,
+        format!("You now have access to {}", brand.name),
+        &[
+            format!("Your account was added to {}.", brand.name),
+            "Sign in with your usual password here:".to_owned(),
+        ],
+        Some(sign_in),
+    )
+}
+
 /// A link that proves the address belongs to the account (valid for `days`).
 pub fn email_verification(to: &str, brand: &Brand, link: &str, days: i64) -> Mail {
     mail(

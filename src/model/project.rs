@@ -26,6 +26,14 @@ pub struct Project {
     /// Name/value settings (Medplum's `setting[]`).
     #[serde(default)]
     pub settings: BTreeMap<String, String>,
+    /// The access policy of patients who register themselves (Medplum's
+    /// `defaultPatientAccessPolicy`). A project without one does not allow open
+    /// registration: `/auth/newuser` with this project and `/auth/newpatient` refuse.
+    #[serde(default)]
+    pub default_patient_access_policy: Option<AccessPolicyId>,
+    /// The user who created the project (through `/auth/newproject`).
+    #[serde(default)]
+    pub owner: Option<UserId>,
 }
 
 impl Project {
@@ -37,7 +45,14 @@ impl Project {
             features: BTreeSet::new(),
             super_admin: false,
             settings: BTreeMap::new(),
+            default_patient_access_policy: None,
+            owner: None,
         }
+    }
+
+    /// Whether people may register themselves into the project.
+    pub fn open_registration(&self) -> bool {
+        self.default_patient_access_policy.is_some()
     }
 
     /// Whether the project requires Google sign-in.

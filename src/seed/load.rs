@@ -264,6 +264,20 @@ impl Seed {
             plan.policies.push((at, policy));
         }
 
+        for ((at, project), p) in plan.projects.iter_mut().zip(&self.projects) {
+            if let Some(policy) = &p.default_patient_access_policy {
+                if !policies.contains(policy) {
+                    return refuse(
+                        at,
+                        SeedProblem::UnknownAccessPolicy {
+                            policy: policy.clone(),
+                        },
+                    );
+                }
+                project.default_patient_access_policy = Some(AccessPolicyId::new(policy.as_str()));
+            }
+        }
+
         let mut users: HashMap<String, (Option<String>, usize)> = HashMap::new();
         let mut emails = HashSet::new();
         for (i, u) in self.users.iter().enumerate() {

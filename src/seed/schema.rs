@@ -87,6 +87,10 @@ pub(super) struct SeedProject {
     pub(super) name: String,
     #[serde(default)]
     pub(super) features: Vec<String>,
+    /// The access policy of self-registered patients; without it the project does not
+    /// allow open registration.
+    #[serde(default)]
+    pub(super) default_patient_access_policy: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -27,6 +27,7 @@ mod multi_instance;
 mod oidc_interop;
 mod oidc_loopback;
 mod property;
+mod registration;
 mod seed;
 #[cfg(feature = "test-util")]
 mod store_conformance;

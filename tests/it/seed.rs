@@ -29,7 +29,7 @@ fn engine(store: &MemoryStore) -> Engine {
 
 fn valid() -> serde_json::Value {
     json!({
-        "projects": [{ "id": "clinic", "name": "Clinic" }],
+        "projects": [{ "id": "clinic", "name": "Clinic", "defaultPatientAccessPolicy": "read" }],
         "users": [
             { "id": "alice", "email": "Alice@Example.org", "password": "correct horse battery" },
             { "id": "bob", "email": "bob@example.org", "project": "clinic",
@@ -88,6 +88,16 @@ async fn a_valid_seed_is_loaded_through_the_admin_trait() {
     let svc = store.client(&ClientId::new("svc")).await.unwrap().unwrap();
     assert!(svc.secret.is_some());
     assert!(store.domain("partner.example").await.unwrap().is_some());
+    let clinic = store
+        .project(&ProjectId::new("clinic"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(clinic.open_registration());
+    assert_eq!(
+        clinic.default_patient_access_policy.unwrap().as_str(),
+        "read"
+    );
 
     // A second instance seeding the same store keeps the users it finds.
     let again = Seed::from_value(valid()).unwrap();
@@ -127,6 +137,18 @@ async fn a_refused_seed_writes_nothing_and_names_the_entry() {
             .is_none()
     );
     assert!(store.user(&UserId::new("alice")).await.unwrap().is_none());
+
+    let mut doc = valid();
+    doc["projects"][0]["defaultPatientAccessPolicy"] = json!("ghost");
+    let error = Seed::from_value(doc)
+        .unwrap()
+        .load_for(&engine, &store)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "projects[0]: accessPolicy \"ghost\" is not in accessPolicies"
+    );
 }
 
 #[test]
