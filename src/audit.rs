@@ -83,6 +83,16 @@ pub enum AuditKind {
     },
     /// An invitation was accepted (its link set the password).
     InvitationAccepted,
+    /// A second-factor method was added to the account (`email`).
+    MfaMethodAdded {
+        /// The method.
+        method: String,
+    },
+    /// A second-factor method was removed from the account.
+    MfaMethodRemoved {
+        /// The method.
+        method: String,
+    },
     /// A person registered an account.
     Registered,
     /// A registered user created a project (and became its admin).

@@ -374,6 +374,9 @@ pub struct AccountsConfig {
     /// Whether new users may register themselves (`/auth/newuser`); a project can still
     /// refuse on its own. Default `true`, as Medplum's `registerEnabled`.
     pub registration_enabled: bool,
+    /// Sign-in codes mailed to one account per 15 minutes (default 5): bounds the mail an
+    /// attacker holding the password can make the server send.
+    pub codes_per_user: u32,
 }
 
 impl Default for AccountsConfig {
@@ -382,6 +385,7 @@ impl Default for AccountsConfig {
             app_base_url: None,
             product_name: "Sign-in".to_owned(),
             registration_enabled: true,
+            codes_per_user: 5,
         }
     }
 }

@@ -31,6 +31,9 @@ pub enum LinkRefusal {
     /// A reset or invitation link presented to verify an address.
     #[error("Invalid user security request type")]
     WrongKindForVerification,
+    /// A mailed code is wrong, expired, used or replaced.
+    #[error("Invalid MFA token")]
+    InvalidCode,
 }
 
 /// Why a new or current password was refused.
@@ -161,7 +164,9 @@ impl AccountError {
         match self {
             AccountError::InvalidEmail | AccountError::UserNotFound => Fault::Request,
             AccountError::ExternalAuth => Fault::Policy,
-            AccountError::Link(LinkRefusal::IncorrectSecret) => Fault::Credentials,
+            AccountError::Link(LinkRefusal::IncorrectSecret | LinkRefusal::InvalidCode) => {
+                Fault::Credentials
+            }
             AccountError::Link(_) => Fault::Request,
             AccountError::Password(PasswordRefusal::Incorrect) => Fault::Credentials,
             AccountError::Password(_) => Fault::Request,

@@ -18,6 +18,7 @@
 //! [`Engine::accounts`](crate::Engine::accounts) hands out the facet.
 
 mod breach;
+mod email_mfa;
 mod error;
 mod human;
 mod invite;

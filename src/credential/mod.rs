@@ -9,6 +9,7 @@
 //!   per-account back-off.
 //! - [`qr`]: QR codes of enrolment URIs as PNG data URLs (Medplum's `enrollQrCode`).
 
+pub mod email_code;
 pub mod password;
 mod pool;
 pub mod qr;

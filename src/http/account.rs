@@ -222,3 +222,53 @@ pub(crate) async fn revoke(
     })?;
     Ok(OperationOutcome::all_ok().into_response())
 }
+
+/// `POST /auth/mfa/send-email-challenge`: mails a code that proves the address, to enrol
+/// (`/auth/mfa/enroll-email`) or remove (`/auth/mfa/disable-email`) email as a second factor.
+pub(crate) async fn mfa_send_email_challenge(
+    _: Limited<MfaRoutes>,
+    State(engine): State<Engine>,
+    Authenticated(principal): Authenticated,
+) -> Answer {
+    let user = account_holder(&engine, &principal).await?;
+    engine
+        .accounts()
+        .send_enrolment_code(&user)
+        .await
+        .map_err(|e| super::password::refusal(&engine, e))?;
+    Ok(OperationOutcome::all_ok().into_response())
+}
+
+/// `POST /auth/mfa/enroll-email {token}`: email becomes a second factor of the account.
+pub(crate) async fn mfa_enroll_email(
+    _: Limited<MfaRoutes>,
+    State(engine): State<Engine>,
+    Authenticated(principal): Authenticated,
+    AuthJson(body): AuthJson<AccountBody>,
+) -> Answer {
+    let user = account_holder(&engine, &principal).await?;
+    let token = required(&body.token, "Missing token", "token")?;
+    engine
+        .accounts()
+        .enrol_email_factor(&user, token)
+        .await
+        .map_err(|e| super::password::refusal(&engine, e))?;
+    Ok(OperationOutcome::all_ok().into_response())
+}
+
+/// `POST /auth/mfa/disable-email {token}`: removes email as a second factor.
+pub(crate) async fn mfa_disable_email(
+    _: Limited<MfaRoutes>,
+    State(engine): State<Engine>,
+    Authenticated(principal): Authenticated,
+    AuthJson(body): AuthJson<AccountBody>,
+) -> Answer {
+    let user = account_holder(&engine, &principal).await?;
+    let token = required(&body.token, "Missing token", "token")?;
+    engine
+        .accounts()
+        .remove_email_factor(&user, token)
+        .await
+        .map_err(|e| super::password::refusal(&engine, e))?;
+    Ok(OperationOutcome::all_ok().into_response())
+}

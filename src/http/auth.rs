@@ -41,6 +41,8 @@ pub(crate) struct StepBody {
     profile: Option<String>,
     scope: Option<String>,
     login_id: Option<String>,
+    /// The second factor a code is for (`totp` or `email`).
+    method: Option<String>,
 }
 
 /// `POST /auth/method {email}` → `{domain, authorizeUrl}` for a domain with an identity
@@ -103,7 +105,37 @@ pub(crate) async fn mfa_verify(
     let handle = required(&body.login, "Missing login", "login")?;
     let token = required(&body.token, "Missing token", "token")?;
     let login = engine.resume::<SecondFactor>(handle).await?;
-    profile_result(login.totp(token).await?, &config).await
+    // `method` picks the factor; without it, TOTP when the account has it, else email.
+    let email = match body.method.as_deref() {
+        Some("email") => true,
+        Some(_) => false,
+        None => !login.methods().await?.contains(&"totp"),
+    };
+    let login = if email {
+        login.email_code(token).await?
+    } else {
+        login.totp(token).await?
+    };
+    profile_result(login, &config).await
+}
+
+/// `POST /auth/mfa/send-email {login}`: mails a sign-in code for a login waiting for its
+/// second factor (an account with email as a factor).
+pub(crate) async fn mfa_send_email(
+    _: Limited<MfaRoutes>,
+    State(engine): State<Engine>,
+    AuthJson(body): AuthJson<StepBody>,
+) -> Answer {
+    let handle = required(&body.login, "Missing login", "login")?;
+    let login = engine.resume::<SecondFactor>(handle).await?;
+    engine
+        .accounts()
+        .send_sign_in_code(&login)
+        .await
+        .map_err(|e| super::password::refusal(&engine, e))?;
+    Ok(axum::response::IntoResponse::into_response(
+        super::OperationOutcome::all_ok(),
+    ))
 }
 
 /// `POST /auth/mfa/login-enroll {login, token}`.
@@ -180,6 +212,7 @@ pub(crate) async fn status(
             json_response(json!({
                 "login": login.handle().expose(),
                 "mfaRequired": true,
+                "mfaMethods": login.methods().await?,
             })),
             picked_up,
         ),

@@ -172,6 +172,13 @@ pub fn routes() -> Router<AppState> {
         .route("/auth/mfa/verify", post(auth::mfa_verify))
         .route("/auth/mfa/login-enroll", post(auth::mfa_login_enroll))
         .route("/auth/mfa/disable", post(account::mfa_disable))
+        .route(
+            "/auth/mfa/send-email-challenge",
+            post(account::mfa_send_email_challenge),
+        )
+        .route("/auth/mfa/enroll-email", post(account::mfa_enroll_email))
+        .route("/auth/mfa/disable-email", post(account::mfa_disable_email))
+        .route("/auth/mfa/send-email", post(auth::mfa_send_email))
         .route("/admin/projects/{project}/invite", post(invite::invite))
         .route("/auth/newuser", post(register::new_user))
         .route("/auth/newproject", post(register::new_project))

@@ -99,6 +99,7 @@ pub(super) async fn after_credentials(passed: Passed, config: &HttpConfig) -> An
         Passed::SecondFactor(login) => Ok(json_response(json!({
             "login": login.handle().expose(),
             "mfaRequired": true,
+            "mfaMethods": login.methods().await?,
         }))),
         Passed::Enrolment(login, uri) => Ok(json_response(with_qr_code(
             json!({

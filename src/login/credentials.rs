@@ -193,7 +193,7 @@ enum AfterFirstFactor {
 }
 
 fn after_first_factor(user: &User) -> AfterFirstFactor {
-    if user.mfa_enrolled() {
+    if user.has_second_factor() {
         AfterFirstFactor::SecondFactor
     } else if user.mfa_required {
         AfterFirstFactor::Enrolment

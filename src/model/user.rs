@@ -39,6 +39,10 @@ pub struct User {
     /// The user must enrol a second factor before a password login completes.
     #[serde(default)]
     pub mfa_required: bool,
+    /// Mailed one-time codes are a second factor of this account (enrolled by proving a
+    /// mailed code).
+    #[serde(default)]
+    pub email_mfa: bool,
     /// Optimistic-concurrency version, bumped by every stored update.
     #[serde(default)]
     pub version: u64,
@@ -57,6 +61,7 @@ impl User {
             password_hash: None,
             totp: TotpState::None,
             mfa_required: false,
+            email_mfa: false,
             version: 0,
         }
     }
@@ -64,6 +69,24 @@ impl User {
     /// Whether the user has a confirmed TOTP factor.
     pub fn mfa_enrolled(&self) -> bool {
         matches!(self.totp, TotpState::Enrolled { .. })
+    }
+
+    /// Whether any second factor (TOTP, mailed codes) guards the account.
+    pub fn has_second_factor(&self) -> bool {
+        self.mfa_enrolled() || self.email_mfa
+    }
+
+    /// The second factors the account can pass, as named on the wire (`mfaMethods`):
+    /// `totp`, `email`.
+    pub fn second_factor_methods(&self) -> Vec<&'static str> {
+        let mut methods = Vec::new();
+        if self.mfa_enrolled() {
+            methods.push("totp");
+        }
+        if self.email_mfa {
+            methods.push("email");
+        }
+        methods
     }
 }
 

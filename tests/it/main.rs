@@ -15,6 +15,7 @@ mod attacks;
 mod authorize;
 mod concurrency;
 mod demo_server;
+mod email_mfa;
 mod fake_idp;
 mod federation;
 mod http_routes;

@@ -102,7 +102,7 @@ impl Engine {
             .map_err(external)?;
         // The account's own second factor cannot be asked for here: an account that has one
         // (or must enrol) signs in interactively.
-        if user.mfa_enrolled() || user.mfa_required {
+        if user.has_second_factor() || user.mfa_required {
             return Err(OAuthError::invalid_grant(
                 "The account uses a second factor: sign in interactively",
             ));
