@@ -19,6 +19,7 @@ use axum::routing::get;
 use fhirgate::audit::TracingAudit;
 use fhirgate::http::ui::{self, UiConfig};
 use fhirgate::http::{Authenticated, HttpConfig, OperationOutcome};
+use fhirgate::mail::{Mailer, Outbox, SmtpConfig, SmtpMailer};
 use fhirgate::model::Interaction;
 use fhirgate::seed::{Seed, Summary};
 use fhirgate::store::DirectoryAdmin;
@@ -39,6 +40,10 @@ usage: cargo run --features demo --example server -- [OPTIONS]
                      several servers can share one database
   --signing-key FILE sign with this PKCS#8 PEM key (ES256, EdDSA or RS256) instead of a key
                      generated at start-up; servers sharing a database must share it too
+  --smtp-url URL     send mail (reset links, invitations, codes) over SMTP: smtp://user:pass@host:587
+                     (STARTTLS), smtps://… (TLS) or smtp+plain://127.0.0.1:1025 (a local relay);
+                     without it mail stays in an outbox shown at /outbox
+  --mail-from ADDR   the sender of that mail (default \"fhirgate demo <no-reply@localhost>\")
   --log-json         JSON log lines on stderr (RUST_LOG filters them; default info)
   -h, --help         this text";
 
@@ -59,6 +64,8 @@ struct Args {
     issuer: Option<String>,
     database_url: Option<String>,
     signing_key: Option<PathBuf>,
+    smtp_url: Option<String>,
+    mail_from: Option<String>,
     log_json: bool,
 }
 
@@ -121,6 +128,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
             "--issuer" => parsed.issuer = Some(value()?),
             "--database-url" => parsed.database_url = Some(value()?),
             "--signing-key" => parsed.signing_key = Some(PathBuf::from(value()?)),
+            "--smtp-url" => parsed.smtp_url = Some(value()?),
+            "--mail-from" => parsed.mail_from = Some(value()?),
             "--log-json" if inline.is_none() => parsed.log_json = true,
             "-h" | "--help" => return Ok(None),
             other => return Err(format!("unknown argument {other:?}")),
@@ -199,6 +208,20 @@ async fn run(args: Args) -> Result<(), Failure> {
     if let Some(path) = &args.signing_key {
         builder = builder.keys(KeySet::new(read_signing_key(path)?));
     }
+    // Mail: SMTP when asked, else an outbox the pages show at /outbox.
+    let from = args
+        .mail_from
+        .as_deref()
+        .unwrap_or("fhirgate demo <no-reply@localhost>");
+    let outbox = args.smtp_url.is_none().then(Outbox::new);
+    builder = builder.mailer(match (&args.smtp_url, &outbox) {
+        (Some(url), _) => SmtpConfig::from_url(url, from)
+            .and_then(SmtpMailer::new)
+            .map(|m| Arc::new(m) as Arc<dyn Mailer>)
+            .map_err(|e| Failure::Usage(format!("--smtp-url: {e}")))?,
+        (None, Some(outbox)) => Arc::new(outbox.clone()),
+        (None, None) => Arc::new(fhirgate::mail::NoMailer),
+    });
     // Outbound HTTP (identity providers, clients' JWKS): reqwest with rustls when built with
     // the `reqwest` feature; without it, federated sign-in reports the provider unreachable.
     #[cfg(feature = "reqwest")]
@@ -220,14 +243,17 @@ async fn run(args: Args) -> Result<(), Failure> {
         .await
         .map_err(|e| Failure::Usage(format!("{origin}: {e}")))?;
     // Loopback redirect URIs as they reach this server (the banner and the tryout use them).
-    for client in &mut summary.clients {
-        client
-            .redirect_uris
-            .iter_mut()
-            .for_each(|uri| *uri = on_this_port(uri, &issuer));
-    }
-    let try_url = try_url(&summary, &issuer);
+    summary.localize_redirects(&issuer);
+    let scope = if args.seed.is_none() {
+        DEMO_SCOPE
+    } else {
+        "openid"
+    };
+    let try_url = summary.try_url(&issuer, RFC7636_CHALLENGE, scope);
     print_banner(&issuer, &summary, try_url.as_deref(), args.seed.is_none());
+    if outbox.is_some() {
+        println!("  mail (reset links, invitations, codes): {issuer}/outbox\n");
+    }
 
     fhirgate::http::spawn_purger(engine.clone(), Duration::from_secs(300));
 
@@ -236,6 +262,7 @@ async fn run(args: Args) -> Result<(), Failure> {
     pages.callback_client = summary.sign_in_client().map(|c| c.id.clone());
     pages.try_url = try_url;
     pages.try_verifier = Some(RFC7636_VERIFIER.to_owned());
+    pages.outbox = outbox;
     let fhir = Router::new().route("/fhir/R4/Patient/{id}", get(read_patient));
     let app = fhirgate::http::router_with(engine.clone(), HttpConfig::default())
         .merge(ui::routes(engine.clone(), pages))
@@ -320,44 +347,6 @@ fn print_banner(issuer: &str, summary: &Summary, try_url: Option<&str>, builtin:
         println!("\n  Sign in from a browser (PKCE code_verifier {RFC7636_VERIFIER}):\n  {url}");
     }
     println!();
-}
-
-/// An authorization request a browser can open to try the sign-in page.
-fn try_url(summary: &Summary, issuer: &str) -> Option<String> {
-    let client = summary.sign_in_client()?;
-    let scope = match (&client.default_scope, client.id.as_str()) {
-        (Some(scope), _) => scope.as_str(),
-        (None, "demo-spa") => DEMO_SCOPE,
-        (None, _) => "openid",
-    };
-    let params = [
-        ("response_type", "code"),
-        ("client_id", &client.id),
-        ("redirect_uri", client.redirect_uris.first()?),
-        ("scope", scope),
-        ("state", "demo-state"),
-        ("code_challenge", RFC7636_CHALLENGE),
-        ("code_challenge_method", "S256"),
-    ];
-    let url = Url::parse_with_params(&format!("{issuer}/oauth2/authorize"), params).ok()?;
-    Some(url.into())
-}
-
-/// A redirect URI on an http issuer's host (a loopback one: http issuers are loopback only)
-/// moved to the issuer's port (RFC 8252 §7.3 lets a loopback redirect URI vary in port), so a
-/// seed file's `http://127.0.0.1:8103/callback` reaches this server when it listens elsewhere.
-fn on_this_port(redirect: &str, issuer: &str) -> String {
-    match (Url::parse(redirect), Url::parse(issuer)) {
-        (Ok(mut uri), Ok(issuer))
-            if uri.scheme() == "http"
-                && issuer.scheme() == "http"
-                && uri.host() == issuer.host() =>
-        {
-            let _ = uri.set_port(issuer.port());
-            uri.into()
-        }
-        _ => redirect.to_owned(),
-    }
 }
 
 /// `GET /fhir/R4/Patient/{id}`: a FHIR stub that echoes who is asking. A `patient/` scope

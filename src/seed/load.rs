@@ -38,6 +38,48 @@ impl Summary {
             .find(|c| c.auth_method == ClientAuthMethod::None)
             .or_else(|| with_redirect().next())
     }
+
+    /// An authorization request a browser can open to try the sign-in page: the
+    /// [`sign_in_client`](Self::sign_in_client) with its first redirect URI, its default
+    /// scope (else `fallback_scope`), `state=demo-state` and the PKCE S256 `challenge`.
+    pub fn try_url(&self, issuer: &str, challenge: &str, fallback_scope: &str) -> Option<String> {
+        let client = self.sign_in_client()?;
+        let scope = client.default_scope.as_deref().unwrap_or(fallback_scope);
+        let params = [
+            ("response_type", "code"),
+            ("client_id", &client.id),
+            ("redirect_uri", client.redirect_uris.first()?),
+            ("scope", scope),
+            ("state", "demo-state"),
+            ("code_challenge", challenge),
+            ("code_challenge_method", "S256"),
+        ];
+        let url = url::Url::parse_with_params(&format!("{issuer}/oauth2/authorize"), params);
+        url.ok().map(String::from)
+    }
+
+    /// Moves every loopback `http` redirect URI on the issuer's host to the issuer's port
+    /// (RFC 8252 §7.3 lets a loopback redirect URI vary in port), so a seed file's
+    /// `http://127.0.0.1:8103/callback` reaches a server listening elsewhere.
+    pub fn localize_redirects(&mut self, issuer: &str) {
+        let Ok(issuer) = url::Url::parse(issuer) else {
+            return;
+        };
+        for uri in self
+            .clients
+            .iter_mut()
+            .flat_map(|c| c.redirect_uris.iter_mut())
+        {
+            if let Ok(mut parsed) = url::Url::parse(uri)
+                && parsed.scheme() == "http"
+                && issuer.scheme() == "http"
+                && parsed.host() == issuer.host()
+                && parsed.set_port(issuer.port()).is_ok()
+            {
+                *uri = parsed.into();
+            }
+        }
+    }
 }
 
 /// One line per user (email, profiles, password and TOTP state) and per client (id, how it

@@ -201,6 +201,12 @@ async fn setpassword_sets_once_verifies_the_email_and_ends_every_session() {
     let tokens = alice_token(&router).await;
     let access = tokens["access_token"].as_str().unwrap().to_owned();
     assert!(f.engine.verifier().verify(&access).await.is_ok());
+    // A refresh-token family of a confidential client, too.
+    let (_, code) = f
+        .code_for("confidential", "openid offline_access user/*.rs")
+        .await;
+    let family = f.redeem("confidential", &code).await;
+    let refresh = family.body["refresh_token"].as_str().unwrap().to_owned();
     let (id, secret) = reset_link(&f, &router, "alice@example.org").await;
 
     // Refusals that leave the link usable.
@@ -265,6 +271,17 @@ async fn setpassword_sets_once_verifies_the_email_and_ends_every_session() {
     // Every session and refresh family of the user ended: the old access token is dead, the
     // refresh token refused; the new password signs in, the old one does not.
     assert!(f.engine.verifier().verify(&access).await.is_err());
+    let refreshed = f
+        .token(
+            Some(basic("confidential", CLIENT_SECRET)),
+            &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
+        )
+        .await;
+    assert_eq!(
+        refreshed.body["error"], "invalid_grant",
+        "{}",
+        refreshed.body
+    );
     assert!(
         f.store
             .logins_of_user(&alice.id)

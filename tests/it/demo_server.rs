@@ -340,6 +340,7 @@ async fn discovery_and_jwks_name_the_bound_port() {
         "demo-confidential",
         "demo-confidential-secret",
         &server.url("/oauth2/authorize?"),
+        &server.url("/outbox"),
     ] {
         assert!(
             banner.contains(text),
@@ -349,6 +350,31 @@ async fn discovery_and_jwks_name_the_bound_port() {
 
     let index = http().get(server.url("/")).send().await.unwrap();
     assert_eq!(index.status(), StatusCode::OK);
+
+    // Without --smtp-url, mail lands in the outbox page: a reset link for a seeded user.
+    let reset = post_json(
+        &server,
+        "/auth/resetpassword",
+        json!({"email": "practitioner@example.com"}),
+    )
+    .await;
+    assert_eq!(reset["issue"][0]["details"]["text"], "All OK", "{reset}");
+    let mut page = String::new();
+    for _ in 0..50 {
+        page = http()
+            .get(server.url("/outbox"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if page.contains("/setpassword/") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(page.contains(&server.url("/setpassword/")), "{page}");
 }
 
 /// README.md, "Demo server": the curl walk-through, step by step.
@@ -932,6 +958,10 @@ async fn bad_seed_files_and_arguments_exit_with_code_2() {
         run_to_exit(&["--addr", "127.0.0.1:0", "--seed", "/no/such/seed.json"]);
     assert_eq!(status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("cannot read seed file"), "{stderr}");
+
+    let (status, _, stderr) = run_to_exit(&["--addr", "127.0.0.1:0", "--smtp-url", "http://x"]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--smtp-url"), "{stderr}");
 
     let (status, _, stderr) = run_to_exit(&["--bogus"]);
     assert_eq!(status.code(), Some(2), "{stderr}");

@@ -13,6 +13,7 @@ mod common;
 mod accounts;
 mod attacks;
 mod authorize;
+mod browser;
 mod concurrency;
 mod demo_server;
 mod email_mfa;

@@ -134,3 +134,54 @@ async fn the_index_links_the_tryout_escaped() {
         html.contains("href=\"https://auth.example.org/oauth2/authorize?a=1&amp;b=&quot;2&quot;\"")
     );
 }
+
+#[tokio::test]
+async fn link_pages_change_nothing_and_the_outbox_shows_mail_escaped() {
+    use fhirgate::mail::{Mail, Mailer, Outbox};
+    let (app, _) = pages(UiConfig::default()).await;
+    let (status, headers, html) = get(
+        &app,
+        "/setpassword/0f8fad5b-d9cb-469f-a165-70867728950e/abc_DEF-123",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::REFERRER_POLICY], "no-referrer");
+    assert!(
+        headers[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
+    assert!(html.contains("data-kind=\"set\"") && html.contains("data-secret=\"abc_DEF-123\""));
+    let (status, _, html) = get(&app, "/verifyemail/id-1/secret-1").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("data-kind=\"verify\""));
+    // Only URL-safe ids and secrets reach a page.
+    let (status, _, _) = get(&app, "/setpassword/id/%3Cscript%3E").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // No outbox unless configured.
+    assert_eq!(get(&app, "/outbox").await.0, StatusCode::NOT_FOUND);
+
+    let outbox = Outbox::new();
+    outbox
+        .send(&Mail {
+            to: "a@example.org".into(),
+            subject: "<b>Reset</b>".into(),
+            text: "Open https://auth.example.org/setpassword/1/s?x=\"><script> now".into(),
+            html: String::new(),
+        })
+        .await
+        .unwrap();
+    let mut config = UiConfig::default();
+    config.outbox = Some(outbox);
+    let (app, _) = pages(config).await;
+    let (status, _, html) = get(&app, "/outbox").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("&lt;b&gt;Reset&lt;/b&gt;"));
+    assert!(!html.contains("<script> now") && !html.contains("\"><script>"));
+    assert!(
+        html.contains(
+            "href=\"https://auth.example.org/setpassword/1/s?x=&quot;&gt;&lt;script&gt;\""
+        )
+    );
+}

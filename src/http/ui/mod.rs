@@ -16,6 +16,8 @@
 //! back to the client's redirect URI — or, without a client, its own PKCE exchange showing the
 //! token.
 
+mod account;
+
 use std::sync::Arc;
 
 use axum::Router;
@@ -50,6 +52,9 @@ pub struct UiConfig {
     /// The PKCE `code_verifier` of `try_url`, shown beside the link and in the callback
     /// page's curl hint (a published test vector, never a real one).
     pub try_verifier: Option<String>,
+    /// Serve this outbox at `/outbox` (a development aid: it shows live reset links and
+    /// codes; default none).
+    pub outbox: Option<crate::mail::Outbox>,
 }
 
 impl Default for UiConfig {
@@ -59,6 +64,7 @@ impl Default for UiConfig {
             callback_client: None,
             try_url: None,
             try_verifier: None,
+            outbox: None,
         }
     }
 }
@@ -69,12 +75,23 @@ struct Ui {
     config: Arc<UiConfig>,
 }
 
-/// `GET /` (index), `GET /signin` and `GET /callback`, with the security headers above.
+/// `GET /` (index), `GET /signin`, `GET /callback`, the pages mailed links open
+/// (`/setpassword/{id}/{secret}`, `/verifyemail/{id}/{secret}`) and, when configured,
+/// `/outbox` — with the security headers above.
 pub fn routes(engine: Engine, config: UiConfig) -> Router {
     Router::new()
         .route("/", get(index_page))
         .route("/signin", get(sign_in_page))
         .route("/callback", get(callback_page))
+        .route(
+            "/setpassword/{id}/{secret}",
+            get(account::set_password_page),
+        )
+        .route(
+            "/verifyemail/{id}/{secret}",
+            get(account::verify_email_page),
+        )
+        .route("/outbox", get(account::outbox_page))
         .layer(axum::middleware::from_fn(super::no_store))
         .layer(axum::middleware::from_fn(super::trace))
         .layer(axum::middleware::from_fn(nosniff))
@@ -381,6 +398,13 @@ mod tests {
                 INDEX,
                 &["product", "nonce", "style", "issuer", "try_link"][..],
             ),
+            (
+                account::ACCOUNT,
+                &[
+                    "title", "product", "nonce", "style", "kind", "id", "secret", "script",
+                ][..],
+            ),
+            (account::OUTBOX, &["product", "nonce", "style", "mails"][..]),
         ];
         for (template, names) in filled {
             let mut rest = template;

@@ -4,12 +4,17 @@
   const issuer = document.body.dataset.issuer;
   const READ_ONLY = 'urn:fhirgate:membership-read-only';
   const $ = (id) => document.getElementById(id);
-  const steps = ['password-form', 'totp-form', 'profile-form', 'done'];
+  const steps = ['password-form', 'totp-form', 'profile-form', 'done', 'register-form',
+    'forgot-form', 'forgot-sent'];
   let login = null;
   // The login request of the last sign-in attempt (without the email and password): sent on
   // to the identity provider start route when the account signs in elsewhere.
   let loginRequest = null;
   let totpPath = '/auth/mfa/verify';
+  // The factor the code form checks: `totp` or `email`.
+  let factor = 'totp';
+  // A registration without a client waits for its project name.
+  let pendingProject = null;
   // Without a client the page is its own app (as Medplum's app is): it makes the PKCE pair and
   // redeems the code itself.
   let ownVerifier = null;
@@ -73,6 +78,9 @@
     if (typeof data.code === 'string') return finish(data.code);
     if (data.mfaRequired) {
       totpPath = '/auth/mfa/verify';
+      const methods = Array.isArray(data.mfaMethods) ? data.mfaMethods : ['totp'];
+      factor = methods.includes('totp') ? 'totp' : 'email';
+      $('email-code').hidden = !methods.includes('email');
       $('enroll').hidden = true;
       show('totp-form');
       $('token').focus();
@@ -80,10 +88,25 @@
     }
     if (data.mfaEnrollRequired) {
       totpPath = '/auth/mfa/login-enroll';
+      factor = 'totp';
+      $('email-code').hidden = true;
       enrolment(data);
       $('enroll').hidden = false;
       show('totp-form');
       $('token').focus();
+      return;
+    }
+    if (Array.isArray(data.memberships) && data.memberships.length === 0 && pendingProject) {
+      // A new account without a client: its first project, then the code.
+      const projectName = pendingProject;
+      pendingProject = null;
+      return post('/auth/newproject', { login, projectName });
+    }
+    if (Array.isArray(data.memberships) && data.memberships.length === 0) {
+      $('done-label').textContent =
+        'Your account is ready. A project administrator must add you before you can sign in.';
+      $('code').textContent = '';
+      show('done');
       return;
     }
     if (Array.isArray(data.memberships)) return choose(data.memberships);
@@ -190,15 +213,10 @@
     }
   }
 
-  $('password-form').addEventListener('submit', async (event) => {
-    event.preventDefault();
-    const body = {
-      email: $('email').value,
-      password: $('password').value,
-      clientId: q.get('client_id') || '',
-    };
-    // With a client, the authorization request's own parameters (checked again by the
-    // server); without one, only the scope, and the page's own PKCE pair.
+  // The login request of this page: the authorization request's own parameters (checked
+  // again by the server) with a client; without one, the scope and the page's own PKCE pair.
+  async function requestFields() {
+    const body = { clientId: q.get('client_id') || '' };
     const client = Boolean(q.get('client_id'));
     const fields = client
       ? {
@@ -218,23 +236,105 @@
     if (!client) {
       if (!window.crypto || !crypto.subtle) {
         fail('This browser cannot make a PKCE challenge here: open the page through /oauth2/authorize.');
-        return;
+        return null;
       }
       const pair = await pkcePair();
       ownVerifier = pair.verifier;
       body.codeChallenge = pair.challenge;
       body.codeChallengeMethod = 'S256';
     }
-    const { email, password, ...request } = body;
-    loginRequest = request;
+    loginRequest = { ...body };
+    return body;
+  }
+
+  $('password-form').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const body = await requestFields();
+    if (!body) return;
+    body.email = $('email').value;
+    body.password = $('password').value;
     post('/auth/login', body);
+  });
+
+  $('register-form').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const body = await requestFields();
+    if (!body) return;
+    if (!q.get('client_id')) {
+      const name = $('project-name').value.trim();
+      if (name.length < 4) {
+        fail('Project name must be between 4 and 72 characters');
+        return;
+      }
+      pendingProject = name;
+    }
+    body.firstName = $('first-name').value;
+    body.lastName = $('last-name').value;
+    body.email = $('register-email').value;
+    body.password = $('register-password').value;
+    $('register-password').value = '';
+    post('/auth/newuser', body);
+  });
+
+  $('forgot-form').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    $('error').hidden = true;
+    buttons(true);
+    try {
+      const res = await fetch('/auth/resetpassword', {
+        method: 'POST',
+        credentials: 'same-origin',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ email: $('forgot-email').value }),
+      });
+      const data = await res.json().catch(() => ({}));
+      if (!res.ok) {
+        const issue = Array.isArray(data.issue) ? data.issue[0] : null;
+        fail((issue && issue.details && issue.details.text) || `The server answered ${res.status}.`);
+        return;
+      }
+      show('forgot-sent');
+    } catch {
+      fail('The server cannot be reached.');
+    } finally {
+      buttons(false);
+    }
+  });
+
+  const goTo = (step, focus) => (event) => {
+    event.preventDefault();
+    $('error').hidden = true;
+    show(step);
+    if (focus) $(focus).focus();
+  };
+  $('to-register').addEventListener('click', goTo('register-form', 'first-name'));
+  $('to-forgot').addEventListener('click', goTo('forgot-form', 'forgot-email'));
+  for (const a of document.querySelectorAll('.to-sign-in')) {
+    a.addEventListener('click', goTo('password-form', 'email'));
+  }
+  $('project-field').hidden = Boolean(q.get('client_id'));
+
+  $('send-code').addEventListener('click', async () => {
+    $('error').hidden = true;
+    const res = await fetch('/auth/mfa/send-email', {
+      method: 'POST',
+      credentials: 'same-origin',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ login }),
+    }).catch(() => null);
+    if (!res || !res.ok) {
+      fail('The code could not be sent. Try again in a few minutes.');
+      return;
+    }
+    factor = 'email';
+    $('token').focus();
   });
 
   $('totp-form').addEventListener('submit', (event) => {
     event.preventDefault();
     const token = $('token').value.trim();
     $('token').value = '';
-    post(totpPath, { login, token });
+    post(totpPath, totpPath === '/auth/mfa/verify' ? { login, token, method: factor } : { login, token });
   });
 
   $('profile-form').addEventListener('submit', (event) => {
