@@ -10,13 +10,12 @@
 use time::OffsetDateTime;
 
 use crate::audit::{AuditKind, SecondFactorFailure};
+use crate::credential::throttle::FactorAttempt;
 use crate::engine::{AuditContext, Engine};
 use crate::model::{LoginId, RequestId, RequestKind, SecurityRequest, UserId};
 use crate::random::{RandomError, SecureRandom};
 use crate::secret::SecretHash;
-use crate::store::{
-    OnceKey, OnceKind, RequestRedemption, StoreError, redeem_request, take_attempts,
-};
+use crate::store::{RequestRedemption, StoreError, redeem_request};
 
 /// Digits in a code.
 pub const CODE_DIGITS: usize = 6;
@@ -89,27 +88,8 @@ pub(crate) async fn check_code(
     let config = &engine.config().totp;
     let once = engine.once_store();
     let now = engine.now();
-    let mut caps = vec![(
-        OnceKey::new(OnceKind::MfaUser, user.as_str()),
-        config.attempts_per_user,
-    )];
-    if let Some(login) = login {
-        caps.insert(
-            0,
-            (
-                OnceKey::new(OnceKind::MfaLogin, login.as_str()),
-                config.attempts_per_login,
-            ),
-        );
-    }
-    let daily = [(
-        OnceKey::new(OnceKind::MfaUserDay, user.as_str()),
-        config.attempts_per_user_per_day,
-    )];
-    let limited = match take_attempts(once, &caps, config.attempts_window, now).await? {
-        Some(retry_after) => Some(retry_after),
-        None => take_attempts(once, &daily, time::Duration::days(1), now).await?,
-    };
+    let attempt = FactorAttempt::new(config, user, login);
+    let limited = attempt.take(once, config.attempts_window, now).await?;
     if let Some(retry_after) = limited {
         engine.audit(
             AuditKind::SecondFactorRejected {
@@ -138,9 +118,7 @@ pub(crate) async fn check_code(
     let presented = code_hash(&request.id, code);
     match redeem_request(store, &request.id, &presented, now).await? {
         RequestRedemption::Redeemed(_) => {
-            for (key, _) in caps.iter().chain(&daily) {
-                once.clear_attempts(key).await?;
-            }
+            attempt.succeeded(once).await?;
             Ok(())
         }
         _ => Err(wrong()),

@@ -125,6 +125,63 @@ impl PasswordAttempt {
     }
 }
 
+/// The attempt caps of a second factor (TOTP or a mailed code), one budget for both: per
+/// login, per user per window, and per user per day.
+pub(crate) struct FactorAttempt {
+    caps: Vec<(OnceKey, u32)>,
+    daily: [(OnceKey, u32); 1],
+}
+
+impl FactorAttempt {
+    /// The keys of an attempt by `user` within `login` (`None`: outside a login — an
+    /// enrolment, a removal).
+    pub(crate) fn new(
+        config: &crate::config::TotpConfig,
+        user: &crate::model::UserId,
+        login: Option<&crate::model::LoginId>,
+    ) -> Self {
+        let mut caps = vec![(
+            OnceKey::new(OnceKind::MfaUser, user.as_str()),
+            config.attempts_per_user,
+        )];
+        if let Some(login) = login {
+            caps.insert(
+                0,
+                (
+                    OnceKey::new(OnceKind::MfaLogin, login.as_str()),
+                    config.attempts_per_login,
+                ),
+            );
+        }
+        let daily = [(
+            OnceKey::new(OnceKind::MfaUserDay, user.as_str()),
+            config.attempts_per_user_per_day,
+        )];
+        Self { caps, daily }
+    }
+
+    /// Takes the attempt, or says when to come back.
+    pub(crate) async fn take(
+        &self,
+        once: &dyn OnceStore,
+        window: Duration,
+        now: OffsetDateTime,
+    ) -> Result<Option<OffsetDateTime>, StoreError> {
+        match take_attempts(once, &self.caps, window, now).await? {
+            Some(retry_after) => Ok(Some(retry_after)),
+            None => take_attempts(once, &self.daily, Duration::days(1), now).await,
+        }
+    }
+
+    /// Forgets the attempts after a success.
+    pub(crate) async fn succeeded(&self, once: &dyn OnceStore) -> Result<(), StoreError> {
+        for (key, _) in self.caps.iter().chain(&self.daily) {
+            once.clear_attempts(key).await?;
+        }
+        Ok(())
+    }
+}
+
 /// A group of account routes, each with its own per-address request limit
 /// ([`ThrottleConfig::requests_per_address_per_group`]), so a flood of one kind (reset
 /// requests, say) cannot starve the others.

@@ -14,10 +14,11 @@ use time::OffsetDateTime;
 
 use super as totp;
 use crate::audit::{AuditKind, SecondFactorFailure};
+use crate::credential::throttle::FactorAttempt;
 use crate::engine::{AuditContext, Engine};
 use crate::error::{CredentialError, LoginError, RequestError};
 use crate::model::{LoginId, TotpSecret, TotpState, User, UserId};
-use crate::store::{OnceKey, OnceKind, take_attempts};
+use crate::store::{OnceKey, OnceKind};
 
 /// TOTP step length in seconds (RFC 6238 default).
 const STEP_SECONDS: i64 = 30;
@@ -93,20 +94,8 @@ pub(crate) async fn check_totp(
     let config = &engine.config().totp;
     let once = engine.once_store();
     let now = engine.now();
-    let login_key = login.map(|id| OnceKey::new(OnceKind::MfaLogin, id.as_str()));
-    let user_key = OnceKey::new(OnceKind::MfaUser, user.as_str());
-    let mut caps = vec![(user_key.clone(), config.attempts_per_user)];
-    if let Some(key) = &login_key {
-        caps.insert(0, (key.clone(), config.attempts_per_login));
-    }
-    let daily = [(
-        OnceKey::new(OnceKind::MfaUserDay, user.as_str()),
-        config.attempts_per_user_per_day,
-    )];
-    let limited = match take_attempts(once, &caps, config.attempts_window, now).await? {
-        Some(retry_after) => Some(retry_after),
-        None => take_attempts(once, &daily, time::Duration::days(1), now).await?,
-    };
+    let attempt = FactorAttempt::new(config, user, login);
+    let limited = attempt.take(once, config.attempts_window, now).await?;
     if let Some(retry_after) = limited {
         engine.audit(
             AuditKind::SecondFactorRejected {
@@ -148,9 +137,7 @@ pub(crate) async fn check_totp(
         );
         return Err(TotpFailure::Wrong);
     }
-    for (key, _) in caps.iter().chain(&daily) {
-        once.clear_attempts(key).await?;
-    }
+    attempt.succeeded(once).await?;
     Ok(())
 }
 
