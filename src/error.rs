@@ -163,8 +163,9 @@ pub enum RequestError {
     /// The scope string is malformed, or a consent asks for more than was requested.
     #[error("Invalid scope: {0}")]
     InvalidScope(ScopeError),
-    /// A consent asked for scopes that were not requested.
-    #[error("Invalid scope: {0} was not requested")]
+    /// A consent asked for scopes that were not requested (the scopes are kept here for the
+    /// host's logs; the text is Medplum's "Invalid scope").
+    #[error("Invalid scope")]
     ScopeNotRequested(String),
     /// The SMART launch context does not exist.
     #[error("Launch not found")]
@@ -224,6 +225,9 @@ pub enum RequestError {
     /// The user has no second factor to verify or disable.
     #[error("User not enrolled in MFA")]
     NotEnrolled,
+    /// The account must keep a second factor (`mfaRequired`) and this is its last one.
+    #[error("Cannot remove the last MFA factor because MFA is required")]
+    LastFactorRequired,
     /// No enrolment was started (no pending secret).
     #[error("Secret not found")]
     SecretNotFound,
@@ -235,7 +239,17 @@ pub enum RequestError {
 fn wrong_stage_text(expected: StageTag, found: StageTag) -> String {
     match found {
         StageTag::Granted => "Login granted".to_owned(),
-        StageTag::Authorized => "Login already has a code".to_owned(),
+        // Medplum's setLoginMembership and the scope step, worded by whether a membership
+        // was chosen.
+        StageTag::Scope | StageTag::Authorized if expected == StageTag::Profile => {
+            "Login profile already set".to_owned()
+        }
+        StageTag::Profile if expected == StageTag::Scope => "Login profile not set".to_owned(),
+        StageTag::Authorized
+            if !matches!(expected, StageTag::SecondFactor | StageTag::Enrolment) =>
+        {
+            "Login already has a code".to_owned()
+        }
         StageTag::Profile | StageTag::Scope
             if matches!(expected, StageTag::SecondFactor | StageTag::Enrolment) =>
         {
@@ -280,7 +294,8 @@ impl RequestError {
             RequestError::ProfileNotFound | RequestError::InvalidProfile => "profile",
             RequestError::AlreadyEnrolled
             | RequestError::NotEnrolled
-            | RequestError::SecretNotFound => "token",
+            | RequestError::SecretNotFound
+            | RequestError::LastFactorRequired => "token",
             RequestError::InvalidOrigin | RequestError::UnknownUser => return None,
         })
     }

@@ -51,6 +51,13 @@ impl Accounts<'_> {
 
     /// Removes email as a second factor of `user`, proven with a fresh mailed code.
     pub async fn remove_email_factor(&self, user: &UserId, code: &str) -> Result<(), AccountError> {
+        let account = self.user(Some(user)).await?;
+        if account.mfa_required && !account.mfa_enrolled() {
+            return Err(crate::error::LoginError::from(
+                crate::error::RequestError::LastFactorRequired,
+            )
+            .into());
+        }
         self.check_enrolment_code(user, code).await?;
         self.update_user(user, |u| u.email_mfa = false).await?;
         self.audit(

@@ -280,6 +280,17 @@ impl Engine {
             return Err(RequestError::UnknownLogin.into());
         }
         if record.stage != S::TAG {
+            // A second-factor step for a login past its first factor: Medplum's answer is
+            // "User not enrolled in MFA" when no second factor was passed (the account has
+            // none), "Login already verified" when one was.
+            let second_factor = matches!(S::TAG, StageTag::SecondFactor | StageTag::Enrolment);
+            let past = matches!(
+                record.stage,
+                StageTag::Profile | StageTag::Scope | StageTag::Authorized
+            );
+            if second_factor && past && !record.amr.contains(&crate::model::Amr::Otp) {
+                return Err(RequestError::NotEnrolled.into());
+            }
             return Err(RequestError::WrongStage {
                 expected: S::TAG,
                 found: record.stage,

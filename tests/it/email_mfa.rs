@@ -316,3 +316,38 @@ async fn removing_the_email_factor_needs_a_fresh_code() {
         })
     );
 }
+
+#[tokio::test]
+async fn the_last_factor_of_an_account_that_requires_mfa_stays() {
+    use fhirgate::model::{TotpSecret, TotpState};
+    let f = Fixture::new().await;
+    f.user(
+        "rita",
+        "rita@example.org",
+        None,
+        true,
+        TotpState::Enrolled {
+            secret: TotpSecret::from_bytes(TOTP_SECRET.to_vec()),
+        },
+        true,
+    )
+    .await;
+    let err = f
+        .engine
+        .mfa()
+        .disable(&UserId::new("rita"), &f.totp_now(0))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Cannot remove the last MFA factor because MFA is required"
+    );
+    assert!(
+        f.store
+            .user(&UserId::new("rita"))
+            .await
+            .unwrap()
+            .unwrap()
+            .mfa_enrolled()
+    );
+}

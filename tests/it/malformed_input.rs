@@ -112,15 +112,34 @@ async fn wrong_stage_handles() {
     let f = Fixture::new().await;
     let login = expect_profile(f.password("alice@example.org", PASSWORD).await.unwrap());
     let handle = login.handle().expose().to_owned();
+    // Medplum's texts: alice has no second factor; no membership was chosen yet.
     let err = unchanged(&f, f.engine.resume::<SecondFactor>(&handle)).await;
-    assert_eq!(err.to_string(), "Login already verified");
+    assert_eq!(err.to_string(), "User not enrolled in MFA");
     let err = unchanged(&f, f.engine.resume::<Consent>(&handle)).await;
-    assert_eq!(err.to_string(), "Login is waiting for profile, not scope");
+    assert_eq!(err.to_string(), "Login profile not set");
     let err = unchanged(&f, f.engine.resume::<Authorized>(&handle)).await;
     assert!(matches!(
         err,
         LoginError::Request(RequestError::WrongStage { .. })
     ));
+}
+
+#[tokio::test]
+async fn a_chosen_profile_and_a_wider_consent_answer_medplums_texts() {
+    let f = Fixture::new().await;
+    let login = f.alice_at_scope().await;
+    let handle = login.handle().expose().to_owned();
+    let err = f.engine.resume::<Profile>(&handle).await.unwrap_err();
+    assert_eq!(err.to_string(), "Login profile already set");
+    let err = login
+        .grant(Some("openid user/Practitioner.r"))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        &err,
+        LoginError::Request(RequestError::ScopeNotRequested(s)) if s.contains("Practitioner")
+    ));
+    assert_eq!(err.to_string(), "Invalid scope");
 }
 
 #[tokio::test]

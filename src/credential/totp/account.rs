@@ -263,6 +263,9 @@ impl<'a> Mfa<'a> {
         let TotpState::Enrolled { secret } = &user.totp else {
             return Err(RequestError::NotEnrolled.into());
         };
+        if user.mfa_required && !user.email_mfa {
+            return Err(RequestError::LastFactorRequired.into());
+        }
         let context = || AuditContext {
             user: Some(user.id.clone()),
             ..AuditContext::default()
