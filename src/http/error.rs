@@ -124,6 +124,15 @@ pub(crate) fn status_of(fault: Fault) -> StatusCode {
 
 impl From<LoginError> for OperationOutcome {
     fn from(error: LoginError) -> Self {
+        // Medplum reads the client or the login as a resource: a missing one is its generic
+        // 404 "Not found". Our more precise text goes to the log.
+        if let LoginError::Request(
+            crate::error::RequestError::UnknownClient | crate::error::RequestError::UnknownLogin,
+        ) = &error
+        {
+            tracing::debug!(reason = %error, "answered 404 Not found");
+            return Self::with_status(StatusCode::NOT_FOUND, "Not found");
+        }
         let fault = error.fault();
         let status = status_of(fault);
         let text = match fault {
@@ -164,7 +173,14 @@ impl From<LoginError> for OperationOutcome {
 
 impl From<crate::account::AccountError> for OperationOutcome {
     fn from(error: crate::account::AccountError) -> Self {
-        use crate::account::{AccountError, PasswordRefusal};
+        use crate::account::{AccountError, LinkRefusal, PasswordRefusal};
+        let error = match error {
+            AccountError::SignIn(e) => return e.into(),
+            AccountError::Link(LinkRefusal::NotFound) => {
+                return Self::with_status(StatusCode::NOT_FOUND, "Not found");
+            }
+            other => other,
+        };
         let fault = error.fault();
         let status = status_of(fault);
         let text = match fault {

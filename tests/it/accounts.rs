@@ -252,7 +252,10 @@ async fn setpassword_sets_once_verifies_the_email_and_ends_every_session() {
         NEW_PASSWORD,
     )
     .await;
-    assert_eq!(outcome(&unknown).0, "Not found");
+    assert_eq!(
+        (unknown.status, outcome(&unknown).0.as_str()),
+        (StatusCode::NOT_FOUND, "Not found")
+    );
 
     let ok = set_password(&router, &id, &secret, NEW_PASSWORD).await;
     assert_eq!(

@@ -1219,13 +1219,13 @@ async fn without_a_registered_redirect_uri_the_callback_hands_off_to_the_sign_in
         ),
     ] {
         let (status, _, answer) = send(&app, post_json(path, &body)).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}");
-        assert_eq!(answer["issue"][0]["details"]["text"], "Login not found");
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(answer["issue"][0]["details"]["text"], "Not found");
     }
     // … another browser cannot pick it up …
     let (status, _, answer) = send(&app, get(&format!("/auth/login/{reference}"))).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(answer["issue"][0]["details"]["text"], "Login not found");
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(answer["issue"][0]["details"]["text"], "Not found");
     // … the one that started the sign-in does, once, and gets a handle in the body. bob's own
     // second factor comes next: the provider's sign-in does not replace it.
     let (status, headers, answer) =
@@ -1242,7 +1242,7 @@ async fn without_a_registered_redirect_uri_the_callback_hands_off_to_the_sign_in
     );
     let (status, _, again) =
         send(&app, get_as(&format!("/auth/login/{reference}"), &binding)).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{again}");
+    assert_eq!(status, StatusCode::NOT_FOUND, "{again}");
     // The page continues: the second factor, then the profile choice.
     let (status, _, answer) = send(
         &app,
@@ -1284,8 +1284,8 @@ async fn a_hand_off_reference_expires_within_a_minute() {
     fed.f.clock.advance(time::Duration::seconds(61));
     let (status, _, answer) =
         send(&app, get_as(&format!("/auth/login/{reference}"), &binding)).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
-    assert_eq!(answer["issue"][0]["details"]["text"], "Login not found");
+    assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
+    assert_eq!(answer["issue"][0]["details"]["text"], "Not found");
 }
 
 // ---------------------------------------------------------------------------------------

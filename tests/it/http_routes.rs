@@ -251,7 +251,10 @@ async fn mfa_verify_and_profile_selection() {
     let login = status.body["login"].as_str().unwrap().to_owned();
     assert_ne!(login, spent);
     let dead = get(&app, &format!("/auth/login/{spent}"), None).await;
-    assert_eq!(outcome(&dead).0, "Login not found");
+    assert_eq!(
+        (dead.status, outcome(&dead).0.as_str()),
+        (StatusCode::NOT_FOUND, "Not found")
+    );
 
     let reply = post_json(
         &app,
@@ -285,7 +288,7 @@ async fn mfa_verify_and_profile_selection() {
         None,
     )
     .await;
-    assert_eq!(outcome(&stale).0, "Login not found");
+    assert_eq!(outcome(&stale).0, "Not found");
     let not_found = post_json(
         &app,
         "/auth/profile",
@@ -363,8 +366,15 @@ async fn mfa_login_enroll_scope_and_status() {
         outcome(&missing),
         ("Missing scope".into(), Some("scope".into()))
     );
+    let mut body = login_body("alice@example.org", PASSWORD);
+    body["clientId"] = json!("nobody");
+    let no_client = post_json(&app, "/auth/login", body, None).await;
+    assert_eq!(
+        (no_client.status, outcome(&no_client).0.as_str()),
+        (StatusCode::NOT_FOUND, "Not found")
+    );
     let unknown = get(&app, "/auth/login/not-a-handle", None).await;
-    assert_eq!(outcome(&unknown).0, "Login not found");
+    assert_eq!(outcome(&unknown).0, "Not found");
 }
 
 #[tokio::test]
@@ -812,7 +822,7 @@ async fn login_handles_rotate_at_every_stage_change() {
     // Every earlier handle is dead, whatever it is presented to.
     for stale in [&h1, &h2] {
         let status = get(&app, &format!("/auth/login/{stale}"), None).await;
-        assert_eq!(outcome(&status).0, "Login not found");
+        assert_eq!(outcome(&status).0, "Not found");
     }
 }
 
