@@ -48,6 +48,7 @@ pub(crate) async fn client_grant(
     record.membership = Some(membership.id.clone());
     record.project = Some(membership.project.clone());
     record.profile = Some(membership.profile.clone());
+    record.profile_display = membership.profile_display.clone();
     record.granted_scope = Some(granted.to_string());
     engine.login_store().create_login(&record).await?;
     Ok(record)

@@ -56,14 +56,19 @@ impl Login<Profile> {
         stage.stored.check_live(&engine)?;
         let record = &stage.stored.record;
         match check_membership(&engine, record, membership).await {
-            Ok((membership, patient, encounter)) => {
+            Ok((membership, patient, encounter, project_name)) => {
                 engine.audit(
                     AuditKind::ProfileChosen {
                         membership: membership.id.clone(),
                     },
                     super::record_context(record),
                 );
-                select(engine, stage.stored, membership, patient, encounter).await
+                select(
+                    engine,
+                    stage.stored,
+                    (membership, patient, encounter, project_name),
+                )
+                .await
             }
             Err(e) => {
                 engine.audit(
@@ -97,21 +102,26 @@ impl Login<Profile> {
 async fn select(
     engine: Engine,
     stored: Stored,
-    membership: ProjectMembership,
-    patient: Option<Reference>,
-    encounter: Option<Reference>,
+    (membership, patient, encounter, project_name): Selected,
 ) -> Result<Login<Consent>, LoginError> {
     advance(engine, stored, move |r| {
         r.membership = Some(membership.id);
         r.project = Some(membership.project);
         r.profile = Some(membership.profile);
+        r.profile_display = membership.profile_display;
+        r.project_name = Some(project_name).filter(|n| !n.is_empty());
         r.patient = patient;
         r.encounter = encounter;
     })
     .await
 }
 
-pub(crate) type Selected = (ProjectMembership, Option<Reference>, Option<Reference>);
+pub(crate) type Selected = (
+    ProjectMembership,
+    Option<Reference>,
+    Option<Reference>,
+    String,
+);
 
 /// Medplum's membership checks for a login, in Medplum's order (see [`Login::choose`]);
 /// returns the membership and the patient and encounter in context.
@@ -160,7 +170,7 @@ pub(crate) async fn check_membership(
         (membership.profile.resource_type() == "Patient").then(|| membership.profile.clone())
     });
     let encounter = launch.and_then(|l| l.encounter);
-    Ok((membership, patient, encounter))
+    Ok((membership, patient, encounter, project.name))
 }
 
 /// The membership's access policy; full access when it names none (Medplum's default).

@@ -276,6 +276,12 @@ pub struct LoginRecord {
     pub project: Option<ProjectId>,
     /// The chosen membership's profile (`Practitioner/123`).
     pub profile: Option<Reference>,
+    /// The profile's display name, for token responses (`profile.display`).
+    #[serde(default)]
+    pub profile_display: Option<String>,
+    /// The chosen membership's project name, for token responses (`project.display`).
+    #[serde(default)]
+    pub project_name: Option<String>,
     /// Patient in context (from the launch, or the profile itself when it is a Patient).
     pub patient: Option<Reference>,
     /// Encounter in context.
@@ -358,6 +364,8 @@ impl LoginRecord {
             membership: None,
             project: None,
             profile: None,
+            profile_display: None,
+            project_name: None,
             patient: None,
             encounter: None,
             granted_scope: None,

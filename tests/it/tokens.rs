@@ -1067,3 +1067,28 @@ async fn refresh_tokens_obey_the_memberships_ip_rules() {
     let ok = f.engine.token(refresh_from("10.1.2.3")).await;
     assert_eq!(ok.status, 200, "{}", ok.body);
 }
+
+#[tokio::test]
+async fn token_responses_name_the_project_and_profile_as_medplum_does() {
+    use fhirgate::store::{Directory, DirectoryAdmin};
+    let f = Fixture::new().await;
+    let mut membership = f
+        .store
+        .membership(&"m-alice".into())
+        .await
+        .unwrap()
+        .unwrap();
+    membership.profile_display = Some("Alice Doe".into());
+    f.store.put_membership(&membership).await.unwrap();
+    let (_, code) = f.code_for("app", "openid fhirUser user/*.rs").await;
+    let response = f.redeem("app", &code).await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    assert_eq!(
+        response.body["project"],
+        serde_json::json!({"reference": "Project/p1", "display": "Clinic"})
+    );
+    assert_eq!(
+        response.body["profile"],
+        serde_json::json!({"reference": "Practitioner/alice", "display": "Alice Doe"})
+    );
+}

@@ -127,14 +127,22 @@ impl Engine {
         if let Some(refresh) = grant.refresh_token {
             body.insert("refresh_token".into(), json!(refresh.expose()));
         }
+        // Medplum's references carry the display name when there is one.
+        let reference = |reference: String, display: Option<&String>| match display {
+            Some(display) => json!({ "reference": reference, "display": display }),
+            None => json!({ "reference": reference }),
+        };
         if let Some(project) = &record.project {
             body.insert(
                 "project".into(),
-                json!({ "reference": format!("Project/{project}") }),
+                reference(format!("Project/{project}"), record.project_name.as_ref()),
             );
         }
         if let Some(profile) = &record.profile {
-            body.insert("profile".into(), json!({ "reference": profile.as_str() }));
+            body.insert(
+                "profile".into(),
+                reference(profile.to_string(), record.profile_display.as_ref()),
+            );
         }
         if let Some(patient) = &record.patient {
             body.insert("patient".into(), json!(patient.id()));
