@@ -83,7 +83,7 @@ async fn one_megabyte_password_is_refused_before_hashing() {
     };
     assert_eq!(
         unchanged(&f, login.password("")).await.to_string(),
-        "Invalid password"
+        "Password must be at least 8 characters"
     );
 }
 

@@ -95,7 +95,10 @@ impl PasswordPolicy {
     /// equivalent form.
     pub fn for_login(&self, raw: &str) -> Result<Password, PasswordPolicyError> {
         if raw.is_empty() {
-            return Err(PasswordPolicyError::Empty);
+            // Medplum's validator text for a missing password at sign-in.
+            return Err(PasswordPolicyError::TooShort {
+                min: self.min_chars,
+            });
         }
         self.normalize_bounded(raw)
     }
@@ -143,7 +146,8 @@ impl fmt::Debug for Password {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum PasswordPolicyError {
-    /// No password was given (sign-in).
+    /// No password was given where one is required outside the policy (the policy itself
+    /// answers an empty sign-in password with [`TooShort`](Self::TooShort), Medplum's text).
     #[error("Invalid password")]
     Empty,
     /// Fewer code points than the policy's minimum.

@@ -189,7 +189,7 @@ fn composition_never_shrinks_text_more_than_the_assumed_ratio() {
 fn empty_login_and_error_texts() {
     assert_eq!(
         policy().for_login("").unwrap_err(),
-        PasswordPolicyError::Empty
+        PasswordPolicyError::TooShort { min: 8 }
     );
     assert_eq!(
         policy().for_new_password("").unwrap_err(),
