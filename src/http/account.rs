@@ -81,9 +81,18 @@ pub(crate) async fn mfa_status(
 ) -> Answer {
     let user = account_holder(&engine, &principal).await?;
     let status = engine.mfa().status(&user).await?;
+    let mut enrolled_methods = Vec::new();
+    if status.enrolled {
+        enrolled_methods.push("totp");
+    }
+    if status.email {
+        enrolled_methods.push("email");
+    }
     Ok(json_response(json!({
         "enrolled": status.enrolled,
         "mfaRequired": status.required,
+        "enrolledMethods": enrolled_methods,
+        "allowedMethods": ["totp", "email"],
     })))
 }
 

@@ -458,7 +458,8 @@ async fn me_revoke_and_account_mfa_with_a_bearer_token() {
     let status = get(&app, "/auth/mfa/status", Some(access)).await;
     assert_eq!(
         status.body,
-        json!({"enrolled": false, "mfaRequired": false})
+        json!({"enrolled": false, "mfaRequired": false, "enrolledMethods": [],
+               "allowedMethods": ["totp", "email"]})
     );
     let setup = post_json(&app, "/auth/mfa/setup", json!({}), Some(access)).await;
     assert_eq!(setup.status, StatusCode::OK, "{}", setup.text);
@@ -490,7 +491,8 @@ async fn me_revoke_and_account_mfa_with_a_bearer_token() {
     assert_eq!(outcome(&ok).0, "All OK");
     assert_eq!(
         get(&app, "/auth/mfa/status", Some(access)).await.body,
-        json!({"enrolled": true, "mfaRequired": false})
+        json!({"enrolled": true, "mfaRequired": false, "enrolledMethods": ["totp"],
+               "allowedMethods": ["totp", "email"]})
     );
 
     // Revoke: someone else's login id is "Not found"; one's own ends the session.

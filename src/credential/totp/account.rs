@@ -56,6 +56,8 @@ pub struct MfaStatus {
     pub pending: bool,
     /// The account must enrol before a password login completes.
     pub required: bool,
+    /// Mailed codes are a second factor of the account.
+    pub email: bool,
 }
 
 /// Why a TOTP check failed.
@@ -237,6 +239,7 @@ impl<'a> Mfa<'a> {
             enrolled: user.mfa_enrolled(),
             pending: matches!(user.totp, TotpState::Pending { .. }),
             required: user.mfa_required,
+            email: user.email_mfa,
         })
     }
 
