@@ -185,6 +185,8 @@ pub(crate) async fn me(
                         "lastUpdated": l.created_at.unix_timestamp(),
                         "authMethod": l.auth_method,
                         "remoteAddress": l.params.remote_address.map(|a| a.to_string()),
+                        "browser": l.params.user_agent.as_deref().and_then(super::user_agent::browser),
+                        "os": l.params.user_agent.as_deref().and_then(super::user_agent::os),
                         "userAgent": l.params.user_agent,
                     })
                 })
@@ -200,11 +202,32 @@ pub(crate) async fn me(
                 "email": user.as_ref().map(|u| u.email.clone()),
             }),
         );
+        // The user's active memberships in this project (the profiles they can switch to).
+        let memberships: Vec<Value> = directory
+            .memberships_of(user_id)
+            .await
+            .map_err(LoginError::from)?
+            .into_iter()
+            .filter(|m| m.active && m.project == principal.project)
+            .map(|m| {
+                let mut profile = json!({ "reference": m.profile.as_str() });
+                if let (Some(display), Some(obj)) = (&m.profile_display, profile.as_object_mut()) {
+                    obj.insert("display".into(), json!(display));
+                }
+                json!({
+                    "resourceType": "ProjectMembership",
+                    "id": m.id.as_str(),
+                    "profile": profile,
+                    "admin": m.admin,
+                })
+            })
+            .collect();
         obj.insert(
             "security".into(),
             json!({
                 "mfaEnrolled": user.as_ref().is_some_and(|u| u.mfa_enrolled()),
                 "sessions": sessions,
+                "memberships": memberships,
             }),
         );
     }

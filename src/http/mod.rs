@@ -27,6 +27,7 @@ mod register;
 mod steps;
 #[cfg(feature = "ui")]
 pub mod ui;
+mod user_agent;
 
 use std::sync::Arc;
 

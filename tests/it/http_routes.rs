@@ -889,3 +889,41 @@ async fn a_third_party_apps_token_cannot_replace_the_second_factor_or_end_sessio
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn me_lists_the_projects_memberships_and_names_each_sessions_browser() {
+    use fhirgate::store::{Directory, DirectoryAdmin};
+    let f = Fixture::new().await;
+    let mut own = f.store.client(&"app".into()).await.unwrap().unwrap();
+    own.first_party = true;
+    f.store.put_client(&own).await.unwrap();
+    let mut request = f.request();
+    request.user_agent = Some(
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 14.0; rv:121.0) Gecko/20100101 Firefox/121.0"
+            .into(),
+    );
+    let login = expect_profile(
+        f.password_with(request, "alice@example.org", PASSWORD)
+            .await
+            .unwrap(),
+    );
+    let fhirgate::login::ProfileChoice::Chosen(login) = login.choose_if_single().await.unwrap()
+    else {
+        panic!("one membership")
+    };
+    let (_, code) = login.grant(None).await.unwrap();
+    let tokens = f.redeem("app", code.expose()).await;
+    let access = tokens.body["access_token"].as_str().unwrap();
+    let me = get(&app(&f), "/auth/me", Some(access)).await;
+    assert_eq!(me.status, StatusCode::OK, "{}", me.text);
+    let session = &me.body["security"]["sessions"][0];
+    assert_eq!(
+        (session["browser"].as_str(), session["os"].as_str()),
+        (Some("Firefox"), Some("macOS"))
+    );
+    assert_eq!(
+        me.body["security"]["memberships"],
+        json!([{"resourceType": "ProjectMembership", "id": "m-alice",
+                "profile": {"reference": "Practitioner/alice"}, "admin": false}])
+    );
+}
